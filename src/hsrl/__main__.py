@@ -1,0 +1,3 @@
+from hsrl.cli import main
+
+raise SystemExit(main())

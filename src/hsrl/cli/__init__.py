@@ -1,0 +1,51 @@
+"""The ``hsrl`` command: one subcommand per workflow step.
+
+Each step's module in this package adds its parser with ``register(subparsers)`` and sets
+``func`` to a handler that takes the parsed arguments and returns an exit code. Errors the user
+can fix (:class:`hsrl.errors.HsrlError`) are printed as one line and exit with status 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from hsrl import __version__
+from hsrl.errors import HsrlError
+
+# Modules that contribute subcommands, in the order of the workflow.
+_COMMAND_MODULES = ("data",)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    import importlib
+
+    parser = argparse.ArgumentParser(
+        prog="hsrl",
+        description="Hierarchical Semantic RL for recommendation: data, simulator, semantic IDs, "
+        "training, evaluation and reports.",
+    )
+    parser.add_argument("--version", action="version", version=f"hsrl {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    subparsers.required = True
+    for name in _COMMAND_MODULES:
+        importlib.import_module(f"hsrl.cli.{name}").register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except HsrlError as exc:
+        print(f"hsrl: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("hsrl: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())
