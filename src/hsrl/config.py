@@ -56,7 +56,9 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
         if origin is tuple and args:
             if len(args) != len(value):
                 raise ConfigError(f"{where}: expected {len(args)} values, got {len(value)}")
-            return tuple(_coerce(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(args, value)))
+            return tuple(
+                _coerce(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(args, value))
+            )
         inner = args[0] if args else Any
         return origin(_coerce(v, inner, f"{where}[{i}]") for i, v in enumerate(value))
     if origin is dict:

@@ -16,7 +16,9 @@ def resolve_device(name: str | torch.device | None = "cpu") -> torch.device:
     try:
         device = torch.device(name)
     except RuntimeError as exc:
-        raise ConfigError(f"--device: unknown device {name!r} (use cpu, cuda, cuda:N or auto)") from exc
+        raise ConfigError(
+            f"--device: unknown device {name!r} (use cpu, cuda, cuda:N or auto)"
+        ) from exc
     if device.type == "cuda":
         if not torch.cuda.is_available():
             raise ConfigError(f"--device {name}: CUDA was asked for but torch sees no CUDA device")

@@ -104,7 +104,9 @@ class Records:
         return (self.history > 0).sum(dim=1)
 
     def to(self, device: torch.device | str) -> Records:
-        return Records(**{f.name: getattr(self, f.name).to(device) for f in dataclasses.fields(self)})
+        return Records(
+            **{f.name: getattr(self, f.name).to(device) for f in dataclasses.fields(self)}
+        )
 
     def select(self, index: torch.Tensor | slice) -> Records:
         return Records(**{f.name: getattr(self, f.name)[index] for f in dataclasses.fields(self)})
@@ -135,7 +137,9 @@ class PreparedDataset:
         return self.path / name if name else None
 
 
-def records_from_numpy(arrays: Mapping[str, np.ndarray], where: Path | str = "<records>") -> Records:
+def records_from_numpy(
+    arrays: Mapping[str, np.ndarray], where: Path | str = "<records>"
+) -> Records:
     """Check shapes and dtypes of record arrays and wrap them as tensors."""
     missing = [k for k in RECORD_DTYPES if k not in arrays]
     if missing:
@@ -143,7 +147,9 @@ def records_from_numpy(arrays: Mapping[str, np.ndarray], where: Path | str = "<r
     count = arrays["slate"].shape[0]
     for key in RECORD_DTYPES:
         if arrays[key].shape[0] != count:
-            raise DataError(where, f"array {key!r} has {arrays[key].shape[0]} rows, expected {count}")
+            raise DataError(
+                where, f"array {key!r} has {arrays[key].shape[0]} rows, expected {count}"
+            )
     if arrays["slate"].ndim != 2 or arrays["response"].shape != arrays["slate"].shape:
         raise DataError(where, "slate and response must both be (records, slate size)")
     tensors = {}
@@ -261,14 +267,18 @@ def load_prepared(path: str | Path, splits: list[str] | None = None) -> Prepared
     path = Path(path)
     manifest = read_manifest(path)
     item_arrays = load_arrays(path / ITEMS_FILE, required=("item_features",))
-    features = torch.from_numpy(np.ascontiguousarray(item_arrays["item_features"], dtype=np.float32))
+    features = torch.from_numpy(
+        np.ascontiguousarray(item_arrays["item_features"], dtype=np.float32)
+    )
     if features.shape != (manifest["num_items"] + 1, manifest["item_feature_dim"]):
         raise DataError(path / ITEMS_FILE, "item table does not match the manifest")
     names = list(manifest["splits"]) if splits is None else splits
     loaded = {}
     for name in names:
         if name not in manifest["splits"]:
-            raise DataError(path / MANIFEST, f"no split {name!r} (have {', '.join(manifest['splits'])})")
+            raise DataError(
+                path / MANIFEST, f"no split {name!r} (have {', '.join(manifest['splits'])})"
+            )
         file = path / f"{name}.npz"
         records = records_from_numpy(load_arrays(file), where=file)
         if len(records) != manifest["splits"][name]["records"]:

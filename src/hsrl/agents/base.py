@@ -1,0 +1,110 @@
+"""What every agent is: how it acts on a batch of users, and how it learns from a replay batch.
+
+An agent owns its networks, target networks and optimisers; the shared training loop
+(:mod:`hsrl.train`) owns the environment, the replay buffer, logging and checkpoints.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from hsrl.replay import Batch
+
+
+@dataclass(frozen=True)
+class EnvSpec:
+    """The sizes an agent's networks are built from."""
+
+    num_items: int
+    item_dim: int
+    profile_dim: int
+    history_length: int
+    slate_size: int
+
+
+class Catalogue:
+    """The items that can be recommended now, on the agent's device.
+
+    ``features`` (N + 1, F) with row 0 the padding item; ``live`` (N + 1,) bool. ``sid`` is the
+    semantic-ID index for agents that act in the Semantic Action Space. Training and evaluation
+    may swap in a changed catalogue; networks never change shape when it does.
+    """
+
+    def __init__(self, features: torch.Tensor, live: torch.Tensor | None = None, sid: Any = None):
+        self.features = features
+        if live is None:
+            live = torch.ones(features.shape[0], dtype=torch.bool, device=features.device)
+            live[0] = False
+        self.live = live
+        self.sid = sid
+
+    @property
+    def device(self) -> torch.device:
+        return self.features.device
+
+
+@dataclass
+class Action:
+    slate: torch.Tensor  # (B, K) item ids
+    record: torch.Tensor  # (B, A) what the agent needs back at update time (e.g. SID tokens)
+
+
+class Agent(nn.Module):
+    name: ClassVar[str]
+    trainable: ClassVar[bool] = True
+    requires_sid: ClassVar[bool] = False
+
+    def __init__(self, spec: EnvSpec, catalogue: Catalogue):
+        super().__init__()
+        self.spec = spec
+        self.catalogue = catalogue
+
+    def act(
+        self, obs: dict[str, torch.Tensor], *, explore: bool, generator: torch.Generator | None
+    ) -> Action:
+        raise NotImplementedError
+
+    def update(self, batch: Batch) -> dict[str, torch.Tensor]:
+        """One gradient step; returns detached scalar tensors to log (no host sync here)."""
+        raise NotImplementedError
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {}
+
+    def train(self, mode: bool = True) -> Agent:
+        """Target networks always stay in eval mode (no dropout in bootstrap targets)."""
+        super().train(mode)
+        target = getattr(self, "target", None)
+        if isinstance(target, nn.Module):
+            target.eval()
+        return self
+
+    def training_state(self) -> dict[str, Any]:
+        """Everything needed to continue learning exactly: parameters, targets, optimisers."""
+        return {
+            "modules": self.state_dict(),
+            "optimizers": {name: opt.state_dict() for name, opt in self.optimizers().items()},
+        }
+
+    def load_training_state(self, state: dict[str, Any]) -> None:
+        self.load_state_dict(state["modules"])
+        for name, opt in self.optimizers().items():
+            opt.load_state_dict(state["optimizers"][name])
+
+
+@torch.no_grad()
+def soft_update(target: nn.Module, source: nn.Module, tau: float) -> None:
+    """target <- (1 - tau) target + tau source, in one fused op per parameter list."""
+    target_params = list(target.parameters())
+    source_params = list(source.parameters())
+    torch._foreach_lerp_(target_params, source_params, tau)
+
+
+def freeze(module: nn.Module) -> nn.Module:
+    for p in module.parameters():
+        p.requires_grad_(False)
+    return module

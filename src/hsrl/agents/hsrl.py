@@ -1,0 +1,172 @@
+"""HSRL: advantage actor-critic in the Semantic Action Space (SPEC 6).
+
+Per update, with target networks for the bootstrap:
+    y = r + gamma (1 - terminated) V_target(s')
+    critic loss = MSE(V(s), y),  V(s) = sum_l w_l V_l(c_l)
+    A = clip(y - V(s), -1, 1)                       (no gradient)
+    actor loss = mean_b A_b * mean_k sum_l -log p_l(z_l(item_bk) | s_b) - beta sum_l H(p_l)
+The critic reads the policy's contexts detached, so only the actor shapes the encoder.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from hsrl.agents.base import Action, Agent, Catalogue, EnvSpec, freeze, soft_update
+from hsrl.errors import ConfigError
+from hsrl.nets import HierarchicalPolicy, MultiLevelCritic, StateEncoder, StateEncoderConfig
+from hsrl.nets.hierarchical_policy import item_log_probs, token_log_probs
+from hsrl.replay import Batch
+from hsrl.slate import greedy_slate, sample_slate
+
+
+@dataclass(frozen=True)
+class HSRLConfig:
+    encoder: StateEncoderConfig = field(default_factory=StateEncoderConfig)
+    temperature: float = 1.0
+    """Softmax temperature tau of every level."""
+    residual: str = "soft"
+    """'soft': c_l = LN(c_{l-1} - p_l E_l); 'none': every level reads c_0 (ablation)."""
+    critic_hidden: tuple[int, ...] = (256, 64)
+    critic_dropout: float = 0.2
+    learn_token_weights: bool = True
+    """Learn the critic's level weights omega (the reference leaves them at uniform)."""
+    single_critic: bool = False
+    """Ablation: one critic on c_0 instead of the multi-level critic."""
+    actor_lr: float = 1e-3
+    critic_lr: float = 1e-3
+    weight_decay: float = 1e-5
+    entropy_coef: float = 0.1
+    advantage_clip: float = 1.0
+    gamma: float = 0.9
+    target_tau: float = 0.01
+    reference_bootstrap: bool = False
+    """Reproduce the reference's TD target r + gamma * done * V' (a known bug; off by default)."""
+    explore_epsilon: float = 0.0
+    """Weight of a uniform law mixed into the sampling distribution while exploring."""
+
+    def __post_init__(self) -> None:
+        if self.residual not in ("soft", "none"):
+            raise ValueError(f"residual must be 'soft' or 'none', got {self.residual!r}")
+        if not 0.0 <= self.explore_epsilon < 1.0:
+            raise ValueError("explore_epsilon must be in [0, 1)")
+        if self.temperature <= 0:
+            raise ValueError("temperature must be positive")
+
+
+class HSRLAgent(Agent):
+    name = "hsrl"
+    requires_sid = True
+    config_class = HSRLConfig
+
+    def __init__(self, config: HSRLConfig, spec: EnvSpec, catalogue: Catalogue):
+        super().__init__(spec, catalogue)
+        if catalogue.sid is None:
+            raise ConfigError("the hsrl agent needs semantic IDs (--sid DIR from `hsrl sid build`)")
+        self.config = config
+        self.levels = catalogue.sid.levels
+        self.codes = catalogue.sid.codes
+        self.encoder = StateEncoder(
+            config.encoder, spec.item_dim, spec.history_length, spec.profile_dim
+        )
+        self.policy = HierarchicalPolicy(
+            config.encoder.dim, self.levels, self.codes, config.temperature, config.residual
+        )
+        self.critic = MultiLevelCritic(
+            config.encoder.dim,
+            self.levels,
+            config.critic_hidden,
+            config.critic_dropout,
+            learn_weights=config.learn_token_weights,
+            single_level=config.single_critic,
+        )
+        self.target = freeze(
+            nn.ModuleDict(
+                {
+                    "encoder": copy.deepcopy(self.encoder),
+                    "policy": copy.deepcopy(self.policy),
+                    "critic": copy.deepcopy(self.critic),
+                }
+            )
+        )
+        actor_params = list(self.encoder.parameters()) + list(self.policy.parameters())
+        critic_params = [p for p in self.critic.parameters() if p.requires_grad]
+        self.actor_optimizer = torch.optim.Adam(
+            actor_params, lr=config.actor_lr, weight_decay=config.weight_decay
+        )
+        self.critic_optimizer = torch.optim.Adam(
+            critic_params, lr=config.critic_lr, weight_decay=config.weight_decay
+        )
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"actor": self.actor_optimizer, "critic": self.critic_optimizer}
+
+    # --- acting -----------------------------------------------------------------------------
+    def _state(self, obs: dict[str, torch.Tensor], encoder: StateEncoder) -> torch.Tensor:
+        return encoder(obs["history"], obs["user_profile"], self.catalogue.features)
+
+    def item_scores(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
+        """log P(item | s) over the catalogue, (B, N + 1), -inf for items not live."""
+        output = self.policy(self._state(obs, self.encoder))
+        sid = self.catalogue.sid
+        return item_log_probs(output.log_probs, sid.item_sid, self.catalogue.live & sid.live)
+
+    @torch.no_grad()
+    def act(
+        self, obs: dict[str, torch.Tensor], *, explore: bool, generator: torch.Generator | None
+    ) -> Action:
+        scores = self.item_scores(obs)
+        if explore:
+            slate = sample_slate(
+                scores, self.spec.slate_size, generator, self.config.explore_epsilon
+            )
+        else:
+            slate = greedy_slate(scores, self.spec.slate_size)
+        tokens = self.catalogue.sid.item_sid[slate]  # (B, K, L)
+        return Action(slate, tokens.flatten(1))
+
+    # --- learning ---------------------------------------------------------------------------
+    def update(self, batch: Batch) -> dict[str, torch.Tensor]:
+        cfg = self.config
+        obs = {"history": batch.history, "user_profile": batch.user_profile}
+        next_obs = {"history": batch.next_history, "user_profile": batch.next_user_profile}
+        output = self.policy(self._state(obs, self.encoder))
+        value = self.critic(output.contexts.detach())  # (B,)
+        with torch.no_grad():
+            target = self.target
+            next_contexts = target["policy"](self._state(next_obs, target["encoder"])).contexts
+            next_value = target["critic"](next_contexts)
+            done = batch.terminated
+            keep = done if cfg.reference_bootstrap else 1.0 - done
+            td_target = batch.reward + cfg.gamma * keep * next_value  # (B,)
+        critic_loss = F.mse_loss(value, td_target)
+        advantage = (td_target - value.detach()).clamp(-cfg.advantage_clip, cfg.advantage_clip)
+
+        tokens = batch.action.long().view(batch.action.shape[0], -1, self.levels)  # (B, K, L)
+        chosen = token_log_probs(output.log_probs, tokens)  # (B, K, L)
+        nll = -chosen.sum(dim=-1).mean(dim=-1)  # (B,)
+        entropy = -(output.log_probs.exp() * output.log_probs).sum(dim=-1).sum(dim=-1)  # (B,)
+        actor_loss = (advantage * nll).mean() - cfg.entropy_coef * entropy.mean()
+
+        self.critic_optimizer.zero_grad(set_to_none=True)
+        critic_loss.backward()
+        self.critic_optimizer.step()
+        self.actor_optimizer.zero_grad(set_to_none=True)
+        actor_loss.backward()
+        self.actor_optimizer.step()
+
+        soft_update(self.target["encoder"], self.encoder, cfg.target_tau)
+        soft_update(self.target["policy"], self.policy, cfg.target_tau)
+        soft_update(self.target["critic"], self.critic, cfg.target_tau)
+        return {
+            "loss/critic": critic_loss.detach(),
+            "loss/actor": actor_loss.detach(),
+            "value/mean": value.detach().mean(),
+            "advantage/mean": advantage.mean(),
+            "policy/entropy": entropy.detach().mean(),
+        }

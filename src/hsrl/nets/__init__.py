@@ -1,0 +1,14 @@
+"""Neural building blocks shared by the agents."""
+
+from hsrl.nets.critic import MultiLevelCritic, ValueMLP
+from hsrl.nets.hierarchical_policy import HierarchicalPolicy, PolicyOutput
+from hsrl.nets.state_encoder import StateEncoder, StateEncoderConfig
+
+__all__ = [
+    "HierarchicalPolicy",
+    "MultiLevelCritic",
+    "PolicyOutput",
+    "StateEncoder",
+    "StateEncoderConfig",
+    "ValueMLP",
+]

@@ -1,0 +1,435 @@
+"""The one training loop every agent shares.
+
+An iteration is one environment step for all parallel users followed by one (or more) agent
+updates on a replay batch. A run folder holds the run's config (JSON), its JSONL log, TensorBoard
+events and checkpoints; ``resume`` continues a run from its last checkpoint so that N + M
+iterations in two goes give the same parameters as N + M at once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from hsrl.agents import Agent, Catalogue, EnvSpec, agent_class, agent_config, build_agent
+from hsrl.config import from_dict, load_config, save_config, to_dict
+from hsrl.device import resolve_device
+from hsrl.errors import CheckpointError, ConfigError, HsrlError
+from hsrl.replay import Batch, ReplayBuffer
+from hsrl.runlog import RunLogger
+
+CONFIG_FILE = "config.json"
+CHECKPOINT_DIR = "checkpoints"
+LAST_CHECKPOINT = "last.pt"
+CHECKPOINT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class EnvSettings:
+    """How the training environment is built (SPEC 4)."""
+
+    num_users: int = 32
+    """Users stepping in parallel."""
+    split: str = "train"
+    """Which split's logged users the environment samples."""
+    reward: str = "auto"
+    """Reward function; 'auto' picks the dataset's default (rl4rs sweet point, or mean_with_cost)."""
+    temper: float = 20.0
+    """Initial patience T0 of the leave model."""
+    max_steps: int = 0
+    """Truncate an episode after this many steps (0: no cap)."""
+    ground_truth: bool = False
+    """Train against the built-in dataset's true user model instead of the learned simulator."""
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    iterations: int = 50_000
+    batch_size: int = 64
+    replay_capacity: int = 100_000
+    warmup: int = 2_000
+    """Transitions collected before learning starts."""
+    updates_per_iteration: int = 1
+    log_every: int = 100
+    checkpoint_every: int = 5_000
+    keep_checkpoints: bool = False
+    """Keep every periodic checkpoint (otherwise only last.pt)."""
+    tensorboard: bool = True
+
+    def __post_init__(self) -> None:
+        for name in (
+            "iterations",
+            "batch_size",
+            "replay_capacity",
+            "log_every",
+            "checkpoint_every",
+        ):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1")
+        if self.warmup < 0 or self.updates_per_iteration < 0:
+            raise ValueError("warmup and updates_per_iteration must not be negative")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything that defines a training run; saved as RUN_DIR/config.json."""
+
+    agent: str
+    data: str
+    simulator: str | None = None
+    sid: str | None = None
+    seed: int = 0
+    device: str = "cpu"
+    agent_config: dict[str, Any] = field(default_factory=dict)
+    env: EnvSettings = field(default_factory=EnvSettings)
+    train: TrainSettings = field(default_factory=TrainSettings)
+
+
+# --- building the pieces ------------------------------------------------------------------------
+@dataclass
+class RunParts:
+    config: RunConfig
+    device: torch.device
+    env: Any
+    agent: Agent
+    catalogue: Catalogue
+    spec: EnvSpec
+
+
+def build_env(
+    data: str | Path,
+    simulator: str | Path | None,
+    settings: EnvSettings,
+    device: torch.device,
+    *,
+    split: str | None = None,
+    num_users: int | None = None,
+    ground_truth: bool | None = None,
+):
+    from hsrl.simulator import EnvConfig, make_env
+
+    use_truth = settings.ground_truth if ground_truth is None else ground_truth
+    if not use_truth and simulator is None:
+        raise ConfigError(
+            "a learned simulator is needed (--simulator DIR), or use the ground truth"
+        )
+    env_config = EnvConfig(
+        num_users=settings.num_users if num_users is None else num_users,
+        reward=settings.reward,
+        temper=settings.temper,
+        max_steps=settings.max_steps,
+        split=settings.split if split is None else split,
+    )
+    return make_env(
+        data,
+        None if use_truth else simulator,
+        ground_truth=use_truth,
+        config=env_config,
+        device=device,
+    )
+
+
+def build_catalogue(env: Any, sid_dir: str | Path | None, device: torch.device) -> Catalogue:
+    sid = None
+    if sid_dir is not None:
+        from hsrl.sid import SidIndex
+
+        sid = SidIndex.load(sid_dir, device=device)
+        if sid.num_items != env.num_items:
+            raise ConfigError(
+                f"--sid {sid_dir}: built for {sid.num_items} items, the dataset has {env.num_items}"
+            )
+    return Catalogue(env.item_features, sid=sid)
+
+
+def build_run(config: RunConfig) -> RunParts:
+    device = resolve_device(config.device)
+    cls = agent_class(config.agent)
+    if cls.requires_sid and config.sid is None:
+        raise ConfigError(f"agent {config.agent!r} needs --sid DIR (from `hsrl sid build`)")
+    torch.manual_seed(config.seed)
+    env = build_env(config.data, config.simulator, config.env, device)
+    catalogue = build_catalogue(env, config.sid if cls.requires_sid else None, device)
+    spec = env_spec(env)
+    agent = build_agent(
+        config.agent, agent_config(config.agent, config.agent_config), spec, catalogue
+    ).to(device)
+    return RunParts(config, device, env, agent, catalogue, spec)
+
+
+def env_spec(env: Any) -> EnvSpec:
+    return EnvSpec(
+        num_items=env.num_items,
+        item_dim=env.item_features.shape[1],
+        profile_dim=env.profile_dim,
+        history_length=env.history_length,
+        slate_size=env.slate_size,
+    )
+
+
+# --- the loop -----------------------------------------------------------------------------------
+class Trainer:
+    def __init__(self, parts: RunParts, run_dir: Path):
+        self.parts = parts
+        self.run_dir = run_dir
+        cfg = parts.config
+        self.settings = cfg.train
+        device = parts.device
+        self.buffer = ReplayBuffer(self.settings.replay_capacity, device)
+        self.act_generator = torch.Generator(device=device).manual_seed(cfg.seed + 1)
+        self.replay_generator = torch.Generator(device=device).manual_seed(cfg.seed + 2)
+        self.iteration = 0
+        self.env_steps = 0
+        self.obs, _ = parts.env.reset(seed=cfg.seed)
+        self._pending: dict[str, list[torch.Tensor]] = {}
+
+    # checkpoints
+    def checkpoint_state(self) -> dict[str, Any]:
+        state = {
+            "version": CHECKPOINT_VERSION,
+            "iteration": self.iteration,
+            "env_steps": self.env_steps,
+            "agent": self.parts.agent.training_state(),
+            "replay": self.buffer.state_dict(),
+            "env": self.parts.env.state_dict(),
+            "obs": dict(self.obs),
+            "rng": {
+                "torch": torch.get_rng_state(),
+                "act": self.act_generator.get_state(),
+                "replay": self.replay_generator.get_state(),
+            },
+        }
+        if torch.cuda.is_available():
+            state["rng"]["cuda"] = torch.cuda.get_rng_state_all()
+        return state
+
+    def load_checkpoint_state(self, state: dict[str, Any]) -> None:
+        if state.get("version") != CHECKPOINT_VERSION:
+            raise CheckpointError(f"checkpoint version {state.get('version')} is not supported")
+        self.iteration = int(state["iteration"])
+        self.env_steps = int(state["env_steps"])
+        self.parts.agent.load_training_state(state["agent"])
+        self.buffer.load_state_dict(state["replay"])
+        self.parts.env.load_state_dict(state["env"])
+        self.obs = {k: v.to(self.parts.device) for k, v in state["obs"].items()}
+        torch.set_rng_state(state["rng"]["torch"])
+        self.act_generator.set_state(state["rng"]["act"])
+        self.replay_generator.set_state(state["rng"]["replay"])
+        if "cuda" in state["rng"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+
+    def save_checkpoint(self) -> Path:
+        from hsrl.io import atomic_write_bytes
+
+        directory = self.run_dir / CHECKPOINT_DIR
+        directory.mkdir(parents=True, exist_ok=True)
+        import io
+
+        buffer = io.BytesIO()
+        torch.save(self.checkpoint_state(), buffer)
+        data = buffer.getvalue()
+        atomic_write_bytes(directory / LAST_CHECKPOINT, data)
+        if self.settings.keep_checkpoints:
+            atomic_write_bytes(directory / f"iter_{self.iteration:08d}.pt", data)
+        return directory / LAST_CHECKPOINT
+
+    # one iteration
+    def step(self) -> dict[str, torch.Tensor]:
+        parts = self.parts
+        action = parts.agent.act(self.obs, explore=True, generator=self.act_generator)
+        next_obs, reward, terminated, truncated, info = parts.env.step(action.slate)
+        final = info.get("final_observation")
+        stored_next = next_obs
+        if final is not None:
+            done = (terminated | truncated).unsqueeze(-1)
+            stored_next = {k: torch.where(done, final[k], next_obs[k]) for k in next_obs}
+        self.buffer.push(
+            Batch(
+                user_profile=self.obs["user_profile"],
+                history=self.obs["history"],
+                slate=action.slate,
+                response=info["response"],
+                reward=reward,
+                terminated=terminated.float(),
+                next_user_profile=stored_next["user_profile"],
+                next_history=stored_next["history"],
+                action=action.record,
+            )
+        )
+        self.obs = next_obs
+        self.env_steps += reward.shape[0]
+        metrics: dict[str, torch.Tensor] = {}
+        if len(self.buffer) >= max(self.settings.warmup, 1):
+            for _ in range(self.settings.updates_per_iteration):
+                metrics = parts.agent.update(
+                    self.buffer.sample(self.settings.batch_size, self.replay_generator)
+                )
+        self.iteration += 1
+        return metrics
+
+    def run(self, until: int, progress: bool = True) -> None:
+        from tqdm.auto import tqdm
+
+        logger = RunLogger(self.run_dir, tensorboard=self.settings.tensorboard)
+        start_iteration = self.iteration
+        bar = tqdm(
+            total=until - start_iteration,
+            disable=not progress,
+            desc=f"train {self.parts.config.agent}",
+            unit="it",
+            dynamic_ncols=True,
+        )
+        window_start = time.perf_counter()
+        window_iterations = 0
+        losses: dict[str, list[torch.Tensor]] = {}
+        episodes: dict[str, list[torch.Tensor]] = {}
+        self.parts.agent.train()
+        try:
+            while self.iteration < until:
+                metrics = self.step()
+                window_iterations += 1
+                for key, value in metrics.items():
+                    losses.setdefault(key, []).append(value)
+                for key, value in self.parts.env.pop_finished_episodes().items():
+                    episodes.setdefault(key, []).append(value)
+                bar.update(1)
+                last = self.iteration == until
+                if self.iteration % self.settings.log_every == 0 or last:
+                    elapsed = max(time.perf_counter() - window_start, 1e-9)
+                    record = self._log_record(losses, episodes, window_iterations / elapsed)
+                    logger.log(record)
+                    bar.set_postfix(
+                        reward=f"{record.get('episode/total_reward', math.nan):.2f}",
+                        depth=f"{record.get('episode/depth', math.nan):.1f}",
+                    )
+                    losses, episodes = {}, {}
+                    window_start, window_iterations = time.perf_counter(), 0
+                if self.iteration % self.settings.checkpoint_every == 0 or last:
+                    self.save_checkpoint()
+        finally:
+            bar.close()
+            logger.close()
+
+    def _log_record(
+        self,
+        losses: dict[str, list[torch.Tensor]],
+        episodes: dict[str, list[torch.Tensor]],
+        iterations_per_s: float,
+    ) -> dict[str, Any]:
+        record: dict[str, Any] = {
+            "iteration": self.iteration,
+            "env_steps": self.env_steps,
+            "time_s": time.time(),
+            "perf/iterations_per_s": iterations_per_s,
+            "perf/user_steps_per_s": iterations_per_s * self.parts.config.env.num_users,
+        }
+        for key, values in losses.items():
+            record[key] = float(torch.stack(values).mean())
+        if episodes:
+            finished = {k: torch.cat(v) for k, v in episodes.items()}
+            count = next(iter(finished.values())).numel()
+            record["episode/count"] = int(count)
+            if count:
+                for key, values in finished.items():
+                    record[f"episode/{key}"] = float(values.float().mean())
+        return record
+
+
+# --- entry points -------------------------------------------------------------------------------
+def train(
+    config: RunConfig, out: str | Path, *, overwrite: bool = False, progress: bool = True
+) -> Path:
+    """Start a new run in ``out`` and train it for ``config.train.iterations`` iterations."""
+    run_dir = Path(out)
+    if run_dir.exists() and any(run_dir.iterdir()) and not overwrite:
+        raise HsrlError(f"{run_dir}: already exists (use --resume to continue it, or --overwrite)")
+    if overwrite and run_dir.exists():
+        import shutil
+
+        shutil.rmtree(run_dir)
+    parts = build_run(config)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    save_config(config, run_dir / CONFIG_FILE)
+    trainer = Trainer(parts, run_dir)
+    trainer.run(config.train.iterations, progress=progress)
+    return run_dir
+
+
+def load_run_config(run_dir: str | Path) -> RunConfig:
+    run_dir = Path(run_dir)
+    if not (run_dir / CONFIG_FILE).is_file():
+        raise HsrlError(f"{run_dir}: not a run folder (no {CONFIG_FILE})")
+    return load_config(RunConfig, run_dir / CONFIG_FILE)
+
+
+def load_checkpoint(path: str | Path, device: torch.device) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint not found")
+    try:
+        return torch.load(path, map_location=device, weights_only=True)
+    except Exception as exc:  # torch raises many types for damaged files
+        raise CheckpointError(
+            f"{path}: not a readable checkpoint ({exc.__class__.__name__}: {exc})"
+        ) from exc
+
+
+def resume(run_dir: str | Path, iterations: int, *, progress: bool = True) -> Path:
+    """Continue a run for ``iterations`` more iterations from its last checkpoint."""
+    if iterations < 1:
+        raise ConfigError("--iterations must be at least 1")
+    run_dir = Path(run_dir)
+    config = load_run_config(run_dir)
+    parts = build_run(config)
+    trainer = Trainer(parts, run_dir)
+    state = load_checkpoint(run_dir / CHECKPOINT_DIR / LAST_CHECKPOINT, parts.device)
+    try:
+        trainer.load_checkpoint_state(state)
+    except (KeyError, RuntimeError, ValueError) as exc:
+        raise CheckpointError(
+            f"{run_dir}: checkpoint does not match the run's config ({exc})"
+        ) from exc
+    trainer.run(trainer.iteration + iterations, progress=progress)
+    return run_dir
+
+
+def load_agent(run_dir: str | Path, device: str | torch.device | None = None):
+    """Rebuild a trained agent (and its run parts) from a run folder, ready to act."""
+    config = load_run_config(run_dir)
+    if device is not None:
+        config = dataclasses.replace(config, device=str(device))
+    parts = build_run(config)
+    state = load_checkpoint(Path(run_dir) / CHECKPOINT_DIR / LAST_CHECKPOINT, parts.device)
+    try:
+        parts.agent.load_training_state(state["agent"])
+    except (KeyError, RuntimeError, ValueError) as exc:
+        raise CheckpointError(
+            f"{run_dir}: checkpoint does not match the run's agent ({exc})"
+        ) from exc
+    parts.agent.eval()
+    return parts, int(state["iteration"])
+
+
+def config_from_dict(data: dict[str, Any], where: str = "config") -> RunConfig:
+    return from_dict(RunConfig, data, where)
+
+
+__all__ = [
+    "EnvSettings",
+    "RunConfig",
+    "TrainSettings",
+    "Trainer",
+    "build_run",
+    "config_from_dict",
+    "load_agent",
+    "load_run_config",
+    "resume",
+    "to_dict",
+    "train",
+]

@@ -1,0 +1,228 @@
+"""The HSRL networks and update rule, checked on tiny hand-made inputs."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from hsrl.agents import Catalogue, EnvSpec, HSRLAgent, HSRLConfig
+from hsrl.nets import HierarchicalPolicy, MultiLevelCritic, StateEncoder, StateEncoderConfig
+from hsrl.nets.hierarchical_policy import item_log_probs, token_log_probs
+from hsrl.replay import Batch
+
+LEVELS, CODES, DIM = 3, 4, 8
+
+
+def tiny_sid(num_items: int = 10) -> SimpleNamespace:
+    """A one-to-one SID table: item i (1..N) gets the base-CODES digits of i - 1."""
+    ids = torch.arange(num_items)
+    digits = torch.stack([(ids // CODES**p) % CODES for p in reversed(range(LEVELS))], dim=1)
+    item_sid = torch.cat([torch.full((1, LEVELS), -1), digits], dim=0)
+    live = torch.ones(num_items + 1, dtype=torch.bool)
+    live[0] = False
+    return SimpleNamespace(
+        levels=LEVELS, codes=CODES, item_sid=item_sid, live=live, num_items=num_items
+    )
+
+
+def test_policy_shapes_and_item_probabilities_sum_to_one_over_live_items():
+    torch.manual_seed(0)
+    policy = HierarchicalPolicy(DIM, LEVELS, CODES)
+    out = policy(torch.randn(5, DIM))
+    assert out.log_probs.shape == (5, LEVELS, CODES)
+    assert out.contexts.shape == (5, LEVELS + 1, DIM)
+    assert torch.allclose(out.log_probs.exp().sum(-1), torch.ones(5, LEVELS))
+    sid = tiny_sid(10)
+    live = sid.live.clone()
+    live[[3, 7]] = False  # retired items get probability zero
+    logp = item_log_probs(out.log_probs, sid.item_sid, live)
+    probs = logp.exp()
+    assert torch.allclose(probs.sum(-1), torch.ones(5), atol=1e-5)
+    assert (probs[:, [0, 3, 7]] == 0).all()
+
+
+def test_item_probability_is_the_product_of_token_probabilities():
+    torch.manual_seed(1)
+    out = HierarchicalPolicy(DIM, LEVELS, CODES)(torch.randn(2, DIM))
+    # With all 64 codes present as items, renormalisation is the identity.
+    sid = tiny_sid(CODES**LEVELS)
+    logp = item_log_probs(out.log_probs, sid.item_sid, sid.live)
+    item = 23
+    z = sid.item_sid[item]
+    expected = sum(out.log_probs[:, level, z[level]] for level in range(LEVELS))
+    assert torch.allclose(logp[:, item], expected, atol=1e-5)
+
+
+def test_residual_context_follows_the_equations():
+    torch.manual_seed(2)
+    policy = HierarchicalPolicy(DIM, LEVELS, CODES, temperature=0.5)
+    s = torch.randn(3, DIM)
+    out = policy(s)
+    c = s
+    for level in range(LEVELS):
+        p = torch.softmax(policy.heads[level](c) / 0.5, dim=-1)
+        assert torch.allclose(out.log_probs[:, level].exp(), p, atol=1e-6)
+        c = policy.norms[level](c - p @ policy.token_embeddings[level].weight)
+        assert torch.allclose(out.contexts[:, level + 1], c, atol=1e-5)
+
+
+def test_gradients_reach_every_level_through_the_residual_chain():
+    torch.manual_seed(3)
+    policy = HierarchicalPolicy(DIM, LEVELS, CODES)
+    s = torch.randn(4, DIM, requires_grad=True)
+    out = policy(s)
+    # A loss on the last level only must still train the earlier levels' heads and embeddings.
+    out.log_probs[:, -1, 0].sum().backward()
+    for level in range(LEVELS - 1):
+        assert policy.heads[level].weight.grad.abs().sum() > 0
+        assert policy.token_embeddings[level].weight.grad.abs().sum() > 0
+    assert s.grad.abs().sum() > 0
+
+
+def test_no_residual_ablation_reads_c0_at_every_level():
+    policy = HierarchicalPolicy(DIM, LEVELS, CODES, residual="none")
+    s = torch.randn(2, DIM)
+    out = policy(s)
+    assert all(torch.equal(out.contexts[:, level], s) for level in range(LEVELS + 1))
+
+
+def test_multi_level_critic_combines_level_values_with_softmax_weights():
+    torch.manual_seed(4)
+    critic = MultiLevelCritic(DIM, LEVELS, hidden=(16,), dropout=0.0)
+    contexts = torch.randn(6, LEVELS + 1, DIM)
+    with torch.no_grad():
+        critic.omega.copy_(torch.tensor([0.0, 1.0, 2.0, -1.0]))
+    per_level = torch.stack([critic.value(contexts[:, i]) for i in range(LEVELS + 1)], dim=1)
+    w = torch.softmax(torch.tensor([0.0, 1.0, 2.0, -1.0]), 0)
+    assert torch.allclose(critic(contexts), (per_level * w).sum(-1), atol=1e-6)
+    assert torch.allclose(critic.weights.sum(), torch.tensor(1.0))
+    assert critic.omega.requires_grad
+    frozen = MultiLevelCritic(DIM, LEVELS, learn_weights=False)
+    assert not frozen.omega.requires_grad
+    assert torch.allclose(frozen.weights, torch.full((LEVELS + 1,), 0.25))
+
+
+def test_token_log_probs_gathers_each_level():
+    log_probs = torch.log_softmax(torch.randn(2, LEVELS, CODES), -1)
+    tokens = torch.tensor([[[0, 1, 2], [3, 3, 3]], [[1, 0, 0], [2, 2, 1]]])
+    got = token_log_probs(log_probs, tokens)
+    for b in range(2):
+        for k in range(2):
+            for level in range(LEVELS):
+                assert got[b, k, level] == log_probs[b, level, tokens[b, k, level]]
+
+
+def test_state_encoder_handles_empty_histories_and_is_causal_over_padding():
+    torch.manual_seed(5)
+    features = torch.randn(11, 6)
+    features[0] = 0
+    enc = StateEncoder(StateEncoderConfig(dim=DIM, heads=2, dropout=0.0), 6, 5, 3).eval()
+    history = torch.tensor([[0, 0, 0, 0, 0], [0, 0, 1, 2, 3]])
+    state = enc(history, torch.zeros(2, 3), features)
+    assert state.shape == (2, DIM) and torch.isfinite(state).all()
+    # Changing the features of padding-masked history slots' items does not matter: only the
+    # real items (1, 2, 3) and the last position are attended to.
+    other = history.clone()
+    other[1, :2] = 0
+    assert torch.allclose(enc(other, torch.zeros(2, 3), features), state, atol=1e-6)
+
+
+def make_agent(config: HSRLConfig, num_items: int = 10, slate: int = 2) -> HSRLAgent:
+    features = torch.randn(num_items + 1, 6)
+    features[0] = 0
+    spec = EnvSpec(
+        num_items=num_items, item_dim=6, profile_dim=3, history_length=4, slate_size=slate
+    )
+    return HSRLAgent(config, spec, Catalogue(features, sid=tiny_sid(num_items)))
+
+
+def tiny_batch(agent: HSRLAgent, n: int = 4) -> Batch:
+    g = torch.Generator().manual_seed(0)
+    history = torch.randint(0, 11, (n, 4), generator=g)
+    slate = torch.stack([torch.randperm(10, generator=g)[:2] + 1 for _ in range(n)])
+    tokens = agent.catalogue.sid.item_sid[slate].flatten(1)
+    return Batch(
+        user_profile=torch.randn(n, 3, generator=g),
+        history=history,
+        slate=slate,
+        response=torch.ones(n, 2),
+        reward=torch.tensor([1.0, 0.0, 0.5, -0.2]),
+        terminated=torch.tensor([0.0, 1.0, 0.0, 1.0]),
+        next_user_profile=torch.randn(n, 3, generator=g),
+        next_history=torch.randint(0, 11, (n, 4), generator=g),
+        action=tokens,
+    )
+
+
+def test_hsrl_losses_match_a_hand_computation():
+    torch.manual_seed(6)
+    cfg = HSRLConfig(
+        encoder=StateEncoderConfig(dim=DIM, heads=2, dropout=0.0),
+        critic_dropout=0.0,
+        critic_hidden=(16,),
+        gamma=0.9,
+        entropy_coef=0.1,
+    )
+    agent = make_agent(cfg)
+    batch = tiny_batch(agent)
+    obs = {"history": batch.history, "user_profile": batch.user_profile}
+    nobs = {"history": batch.next_history, "user_profile": batch.next_user_profile}
+    with torch.no_grad():
+        out = agent.policy(agent._state(obs, agent.encoder))
+        v = agent.critic(out.contexts)
+        nv = agent.target["critic"](
+            agent.target["policy"](agent._state(nobs, agent.target["encoder"])).contexts
+        )
+        y = batch.reward + 0.9 * (1 - batch.terminated) * nv
+        critic_loss = ((v - y) ** 2).mean()
+        adv = (y - v).clamp(-1, 1)
+        tokens = batch.action.view(4, 2, LEVELS)
+        nll = torch.zeros(4)
+        for b in range(4):
+            for k in range(2):
+                nll[b] -= sum(out.log_probs[b, lv, tokens[b, k, lv]] for lv in range(LEVELS)) / 2
+        p = out.log_probs.exp()
+        entropy = -(p * out.log_probs).sum((1, 2))
+        actor_loss = (adv * nll).mean() - 0.1 * entropy.mean()
+    agent.train()
+    metrics = agent.update(batch)
+    assert torch.allclose(metrics["loss/critic"], critic_loss, atol=1e-5)
+    assert torch.allclose(metrics["loss/actor"], actor_loss, atol=1e-5)
+
+
+def test_reference_bootstrap_flag_uses_done_instead_of_one_minus_done():
+    torch.manual_seed(7)
+    base = HSRLConfig(encoder=StateEncoderConfig(dim=DIM, heads=2, dropout=0.0), critic_dropout=0.0)
+    a = make_agent(base)
+    b = make_agent(HSRLConfig(**{**base.__dict__, "reference_bootstrap": True}))
+    b.load_state_dict(a.state_dict())
+    batch = tiny_batch(a)
+    batch.terminated = torch.zeros(4)  # no terminal: (1 - done) keeps V', the reference drops it
+    la = a.update(batch)["loss/critic"]
+    lb = b.update(batch)["loss/critic"]
+    assert not torch.allclose(la, lb)
+
+
+def test_act_returns_distinct_live_items_with_their_tokens():
+    torch.manual_seed(8)
+    agent = make_agent(HSRLConfig(encoder=StateEncoderConfig(dim=DIM, heads=2)), slate=3)
+    agent.catalogue.live[5] = False
+    obs = {"history": torch.randint(0, 11, (16, 4)), "user_profile": torch.randn(16, 3)}
+    for explore in (False, True):
+        action = agent.act(obs, explore=explore, generator=torch.Generator().manual_seed(0))
+        assert action.slate.shape == (16, 3)
+        assert (action.slate != 5).all() and (action.slate > 0).all()
+        assert all(len(set(row.tolist())) == 3 for row in action.slate)
+        assert torch.equal(
+            action.record.view(16, 3, LEVELS), agent.catalogue.sid.item_sid[action.slate]
+        )
+
+
+def test_hsrl_needs_semantic_ids():
+    from hsrl.errors import ConfigError
+
+    spec = EnvSpec(num_items=3, item_dim=2, profile_dim=1, history_length=2, slate_size=1)
+    with pytest.raises(ConfigError, match="semantic IDs"):
+        HSRLAgent(HSRLConfig(), spec, Catalogue(torch.zeros(4, 2)))
