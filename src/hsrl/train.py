@@ -187,7 +187,12 @@ class Trainer:
         self.iteration = 0
         self.env_steps = 0
         self.obs, _ = parts.env.reset(seed=cfg.seed)
-        self._pending: dict[str, list[torch.Tensor]] = {}
+        self.logged = None
+        if getattr(parts.agent, "offline", False):
+            from hsrl.data.prepared import load_prepared
+
+            split = cfg.env.split
+            self.logged = load_prepared(cfg.data, splits=[split]).split(split).to(device)
 
     # checkpoints
     def checkpoint_state(self) -> dict[str, Any]:
@@ -241,6 +246,8 @@ class Trainer:
 
     # one iteration
     def step(self) -> dict[str, torch.Tensor]:
+        if self.logged is not None:
+            return self.offline_step()
         parts = self.parts
         action = parts.agent.act(self.obs, explore=True, generator=self.act_generator)
         next_obs, reward, terminated, truncated, info = parts.env.step(action.slate)
@@ -270,6 +277,34 @@ class Trainer:
                 metrics = parts.agent.update(
                     self.buffer.sample(self.settings.batch_size, self.replay_generator)
                 )
+        self.iteration += 1
+        return metrics
+
+    def offline_step(self) -> dict[str, torch.Tensor]:
+        """Offline agents learn from the logged records only; the environment is not stepped."""
+        logged = self.logged
+        index = torch.randint(
+            0,
+            len(logged),
+            (self.settings.batch_size,),
+            generator=self.replay_generator,
+            device=self.replay_generator.device,
+        ).to(self.parts.device)
+        n = index.shape[0]
+        zeros = torch.zeros(n, device=self.parts.device)
+        metrics = self.parts.agent.update(
+            Batch(
+                user_profile=logged.user_profile[index],
+                history=logged.history[index],
+                slate=logged.slate[index],
+                response=logged.response[index],
+                reward=zeros,
+                terminated=zeros,
+                next_user_profile=logged.user_profile[index],
+                next_history=logged.history[index],
+                action=zeros[:, None],
+            )
+        )
         self.iteration += 1
         return metrics
 
