@@ -11,42 +11,37 @@ from typing import Any
 
 from hsrl.errors import ConfigError
 
+# Per-agent settings live under "agents" and apply only to that agent's config.
+_HSRL_RL4RS = {
+    "actor_lr": 1e-3,
+    "critic_lr": 1e-3,
+    "weight_decay": 1e-5,
+    "gamma": 0.9,
+    "target_tau": 0.01,
+    "entropy_coef": 0.1,
+}
+_REFERENCE_LOOP = {
+    "iterations": 50_000,
+    "batch_size": 64,
+    "replay_capacity": 100_000,
+    "warmup": 2_000,
+}
+
 PRESETS: dict[str, dict[str, Any]] = {
     # HSRL's RL4RS reference: 32 users, batch 64, 100k replay, 2k warm-up, lr 1e-3 both, gamma 0.9,
-    # target tau 0.01, entropy 0.1, 50k iterations.
+    # target tau 0.01, entropy 0.1, 50k iterations. Baselines keep their own reference defaults.
     "rl4rs": {
         "env": {"num_users": 32, "reward": "rl4rs", "temper": 20.0},
-        "train": {
-            "iterations": 50_000,
-            "batch_size": 64,
-            "replay_capacity": 100_000,
-            "warmup": 2_000,
-        },
-        "agent_config": {
-            "actor_lr": 1e-3,
-            "critic_lr": 1e-3,
-            "weight_decay": 1e-5,
-            "gamma": 0.9,
-            "target_tau": 0.01,
-            "entropy_coef": 0.1,
-        },
+        "train": dict(_REFERENCE_LOOP),
+        "agents": {"hsrl": dict(_HSRL_RL4RS), "a2c_flat": dict(_HSRL_RL4RS)},
     },
     # ML1M reference: same loop, actor lr 5e-5, plain mean_with_cost reward.
     "ml1m": {
         "env": {"num_users": 32, "reward": "mean_with_cost", "temper": 20.0},
-        "train": {
-            "iterations": 50_000,
-            "batch_size": 64,
-            "replay_capacity": 100_000,
-            "warmup": 2_000,
-        },
-        "agent_config": {
-            "actor_lr": 5e-5,
-            "critic_lr": 1e-3,
-            "weight_decay": 1e-5,
-            "gamma": 0.9,
-            "target_tau": 0.01,
-            "entropy_coef": 0.1,
+        "train": dict(_REFERENCE_LOOP),
+        "agents": {
+            "hsrl": {**_HSRL_RL4RS, "actor_lr": 5e-5},
+            "a2c_flat": {**_HSRL_RL4RS, "actor_lr": 5e-5},
         },
     },
     # The main job's budget on the built-in data: the reference loop, shortened to a few minutes
@@ -61,14 +56,20 @@ PRESETS: dict[str, dict[str, Any]] = {
             "log_every": 100,
             "checkpoint_every": 1_000,
         },
+        "agents": {},
     },
 }
 
 
-def preset(name: str) -> dict[str, Any]:
+def preset(name: str, agent: str | None = None) -> dict[str, Any]:
+    """The preset's run settings, with the agent-specific part for ``agent`` as agent_config."""
     if name not in PRESETS:
         raise ConfigError(f"unknown preset {name!r} (choose from {', '.join(PRESETS)})")
-    return copy.deepcopy(PRESETS[name])
+    values = copy.deepcopy(PRESETS[name])
+    per_agent = values.pop("agents", {})
+    if agent is not None and agent in per_agent:
+        values["agent_config"] = per_agent[agent]
+    return values
 
 
 def merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:

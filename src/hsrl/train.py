@@ -112,19 +112,26 @@ def build_env(
     num_users: int | None = None,
     ground_truth: bool | None = None,
 ):
-    from hsrl.simulator import EnvConfig, make_env
+    """The environment of a run (or of its evaluation, with split/users/simulator overridden)."""
+    from hsrl.data.prepared import read_manifest
+    from hsrl.simulator.env import EnvConfig, make_env
 
     use_truth = settings.ground_truth if ground_truth is None else ground_truth
     if not use_truth and simulator is None:
         raise ConfigError(
             "a learned simulator is needed (--simulator DIR), or use the ground truth"
         )
+    reward = settings.reward
+    if reward == "auto":
+        source = read_manifest(data)["source"]
+        reward = "mean_with_cost" if source.startswith("ml1m") else "rl4rs"
     env_config = EnvConfig(
         num_users=settings.num_users if num_users is None else num_users,
-        reward=settings.reward,
-        temper=settings.temper,
-        max_steps=settings.max_steps,
+        reward=reward,
+        initial_temper=settings.temper,
+        max_steps=settings.max_steps or None,
         split=settings.split if split is None else split,
+        device=str(device),
     )
     return make_env(
         data,
@@ -249,7 +256,11 @@ class Trainer:
         if self.logged is not None:
             return self.offline_step()
         parts = self.parts
+        # Acting uses the networks in eval mode (no dropout): exploration comes from the
+        # agent's own sampling or noise, and acting is cheaper.
+        parts.agent.eval()
         action = parts.agent.act(self.obs, explore=True, generator=self.act_generator)
+        parts.agent.train()
         next_obs, reward, terminated, truncated, info = parts.env.step(action.slate)
         final = info.get("final_observation")
         stored_next = next_obs
@@ -449,6 +460,13 @@ def load_agent(run_dir: str | Path, device: str | torch.device | None = None):
         ) from exc
     parts.agent.eval()
     return parts, int(state["iteration"])
+
+
+def _short(exc: Exception) -> str:
+    """First line of a (possibly very long) state-dict error."""
+    text = str(exc).strip().splitlines()
+    first = text[0] if text else exc.__class__.__name__
+    return first if len(first) < 300 else first[:300] + "..."
 
 
 def config_from_dict(data: dict[str, Any], where: str = "config") -> RunConfig:

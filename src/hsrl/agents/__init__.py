@@ -4,13 +4,26 @@ from __future__ import annotations
 
 from typing import Any
 
+from hsrl.agents.a2c_flat import A2CFlatAgent, A2CFlatConfig
 from hsrl.agents.base import Action, Agent, Catalogue, EnvSpec
+from hsrl.agents.behavior_ddpg import BehaviorDDPGAgent, BehaviorDDPGConfig
+from hsrl.agents.ddpg import DDPGAgent, DDPGConfig
+from hsrl.agents.hac import HACAgent, HACConfig
 from hsrl.agents.hsrl import HSRLAgent, HSRLConfig
+from hsrl.agents.supervised import SupervisedAgent, SupervisedConfig
 from hsrl.config import from_dict
 from hsrl.errors import ConfigError
 
 AGENTS: dict[str, type[Agent]] = {
-    HSRLAgent.name: HSRLAgent,
+    cls.name: cls
+    for cls in (
+        HSRLAgent,
+        DDPGAgent,
+        BehaviorDDPGAgent,
+        HACAgent,
+        SupervisedAgent,
+        A2CFlatAgent,
+    )
 }
 
 
@@ -32,12 +45,22 @@ def build_agent(name: str, config: Any, spec: EnvSpec, catalogue: Catalogue) -> 
 
 __all__ = [
     "AGENTS",
+    "A2CFlatAgent",
+    "A2CFlatConfig",
     "Action",
     "Agent",
+    "BehaviorDDPGAgent",
+    "BehaviorDDPGConfig",
     "Catalogue",
+    "DDPGAgent",
+    "DDPGConfig",
     "EnvSpec",
+    "HACAgent",
+    "HACConfig",
     "HSRLAgent",
     "HSRLConfig",
+    "SupervisedAgent",
+    "SupervisedConfig",
     "agent_class",
     "agent_config",
     "build_agent",

@@ -57,6 +57,9 @@ class Agent(nn.Module):
     name: ClassVar[str]
     trainable: ClassVar[bool] = True
     requires_sid: ClassVar[bool] = False
+    offline: ClassVar[bool] = False
+    """Learns from the dataset's logged records instead of its own replay (the trainer feeds it
+    batches of logged slates and responses; reward, terminated, next_* and action are zeros)."""
 
     def __init__(self, spec: EnvSpec, catalogue: Catalogue):
         super().__init__()
@@ -102,6 +105,19 @@ def soft_update(target: nn.Module, source: nn.Module, tau: float) -> None:
     target_params = list(target.parameters())
     source_params = list(source.parameters())
     torch._foreach_lerp_(target_params, source_params, tau)
+
+
+def td_target(
+    reward: torch.Tensor,
+    terminated: torch.Tensor,
+    next_value: torch.Tensor,
+    gamma: float,
+    reference_bootstrap: bool = False,
+) -> torch.Tensor:
+    """y = r + gamma (1 - terminated) V'; ``reference_bootstrap`` keeps the HAC lineage's
+    r + gamma terminated V' (a known bug, SPEC 10) so its numbers can be reproduced."""
+    keep = terminated if reference_bootstrap else 1.0 - terminated
+    return reward + gamma * keep * next_value
 
 
 def freeze(module: nn.Module) -> nn.Module:

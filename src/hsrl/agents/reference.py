@@ -42,7 +42,8 @@ class MyopicGreedyPolicy:
         self.slate_size = slate_size
 
     def act(self, obs: dict[str, torch.Tensor], *, explore: bool, generator: Any) -> Action:
-        scores = self.env.immediate_click_probability(obs)  # (B, N + 1)
+        # The env's current users are the ones ``obs`` describes: the env scores them itself.
+        scores = self.env.item_scores()  # (B, N + 1) logits: same ranking as p(click)
         scores = scores.masked_fill(~self.catalogue.live, float("-inf"))
         slate = greedy_slate(scores, self.slate_size)
         return Action(slate, slate)

@@ -50,7 +50,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def build_config_dict(args: argparse.Namespace) -> dict:
     values: dict = {}
     if args.preset:
-        values = merge(values, preset(args.preset))
+        values = merge(values, preset(args.preset, args.agent))
     if args.config:
         overrides = read_json(args.config)
         if not isinstance(overrides, dict):

@@ -26,7 +26,8 @@ smaller than the number of ids a batch touches, and always in evaluation without
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from pathlib import Path
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -105,11 +106,16 @@ class UserResponseModel(nn.Module):
         self.user_attention = nn.MultiheadAttention(f, config.num_heads, batch_first=True)
         self.fuse = nn.Linear(2 * f, f) if config.variant == "ml1m" else None
         self._tables: tuple[torch.Tensor, torch.Tensor] | None = None
+        # Set by load_simulator: the dataset.json of the folder it came from.
+        self.dataset_fingerprint: dict[str, Any] = {}
+        self.simulator_path: Path | None = None
 
     # ------------------------------------------------------------------ item table
     def _check_table(self, features: torch.Tensor) -> None:
         if features.ndim != 2 or features.shape[0] < 2:
-            raise ConfigError(f"item features must be (N + 1, F) with N >= 1, got {tuple(features.shape)}")
+            raise ConfigError(
+                f"item features must be (N + 1, F) with N >= 1, got {tuple(features.shape)}"
+            )
         if features.shape[1] != self.config.item_feature_dim:
             raise ConfigError(
                 f"item features have {features.shape[1]} columns, the model expects "
@@ -178,7 +184,9 @@ class UserResponseModel(nn.Module):
         emb_table, proj_table = self._tables_for(history.numel())
         return self._intent(user_profile, history, emb_table, proj_table)
 
-    def _tables_for(self, ids_touched: int) -> tuple[torch.Tensor, torch.Tensor] | tuple[None, None]:
+    def _tables_for(
+        self, ids_touched: int
+    ) -> tuple[torch.Tensor, torch.Tensor] | tuple[None, None]:
         use_tables = (not self.training and not torch.is_grad_enabled()) or (
             self.item_features.shape[0] <= ids_touched
         )

@@ -1,0 +1,143 @@
+"""``hsrl simulator train`` and ``hsrl simulator info``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    simulator = subparsers.add_parser("simulator", help="train and inspect user simulators")
+    actions = simulator.add_subparsers(dest="simulator_command", metavar="ACTION")
+    actions.required = True
+
+    t = actions.add_parser(
+        "train",
+        help="fit the user response model on a prepared dataset's logged slates",
+        description="Train the user response model (SPEC 3) on the train split, report the "
+        "validation AUC after every epoch, keep the best epoch and save it to --out.",
+    )
+    t.add_argument("--data", type=Path, required=True, help="prepared dataset folder")
+    t.add_argument("--out", type=Path, required=True, help="simulator folder to create")
+    t.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")
+    t.add_argument("--epochs", type=int, default=2, help="training epochs (default 2)")
+    t.add_argument("--batch-size", type=int, default=128, help="records per batch (default 128)")
+    t.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default 1e-3)")
+    t.add_argument("--l2", type=float, default=3e-4, help="L2 coefficient (default 3e-4)")
+    t.add_argument("--seed", type=int, default=0, help="seed of initialisation and batch order")
+    t.add_argument(
+        "--variant",
+        choices=("auto", "rl4rs", "ml1m"),
+        default="auto",
+        help="model variant; auto = ml1m for MovieLens sources, else rl4rs",
+    )
+    t.add_argument(
+        "--val-split", default=None, help="split for the validation AUC (default: val, else test)"
+    )
+    t.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch CPU threads (default: torch's choice; 1 is often fastest on a busy machine)",
+    )
+    t.add_argument("--overwrite", action="store_true", help="replace an existing --out folder")
+    t.add_argument("--no-progress", action="store_true", help="no progress bar")
+    t.add_argument("--json", action="store_true", help="print the final metrics as one JSON object")
+    t.set_defaults(func=_train)
+
+    i = actions.add_parser("info", help="show a simulator's config, dataset and metrics")
+    i.add_argument("path", type=Path, help="simulator folder")
+    i.add_argument("--json", action="store_true", help="print one JSON object")
+    i.set_defaults(func=_info)
+
+
+def _train(args: argparse.Namespace) -> int:
+    import sys
+
+    from hsrl.config import replace
+    from hsrl.data.prepared import read_manifest
+    from hsrl.simulator.response_model import ResponseModelConfig
+    from hsrl.simulator.train import SimulatorTrainConfig, train_simulator
+
+    if args.threads is not None:
+        if args.threads < 1:
+            from hsrl.errors import ConfigError
+
+            raise ConfigError(f"--threads: must be at least 1, got {args.threads}")
+        import torch
+
+        torch.set_num_threads(args.threads)
+    variant = args.variant
+    if variant == "auto":
+        source = str(read_manifest(args.data).get("source", ""))
+        variant = "ml1m" if source.startswith("ml1m") else "rl4rs"
+    config = replace(
+        SimulatorTrainConfig(),
+        model=ResponseModelConfig(variant=variant),
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        l2_coef=args.l2,
+        seed=args.seed,
+        val_split=args.val_split,
+    )
+
+    def log(message: str) -> None:
+        print(message, file=sys.stderr if args.json else sys.stdout, flush=True)
+
+    metrics = train_simulator(
+        args.data,
+        args.out,
+        config,
+        args.device,
+        overwrite=args.overwrite,
+        progress=not args.no_progress,
+        log=log,
+    )
+    if args.json:
+        print(json.dumps(metrics))
+    return 0
+
+
+def _info(args: argparse.Namespace) -> int:
+    from hsrl.errors import CheckpointError
+    from hsrl.io import read_json
+    from hsrl.simulator.train import CONFIG_FILE, DATASET_FILE, METRICS_FILE, load_simulator
+
+    load_simulator(args.path)  # validates the whole folder
+    try:
+        info = {
+            "path": str(args.path),
+            "config": read_json(args.path / CONFIG_FILE),
+            "dataset": read_json(args.path / DATASET_FILE),
+            "metrics": read_json(args.path / METRICS_FILE),
+        }
+    except Exception as exc:  # noqa: BLE001
+        raise CheckpointError(f"simulator {args.path}: {exc}") from exc
+    if args.json:
+        print(json.dumps(info))
+        return 0
+    model = info["config"]["model"]
+    data = info["dataset"]
+    metrics = info["metrics"]
+    print(f"simulator {args.path}")
+    print(
+        f"  model     {model['variant']} variant, f={model['feature_dim']}, "
+        f"hidden {model['hidden_dim']}, {model['num_heads']} heads, H={model['history_length']}"
+    )
+    print(
+        f"  dataset   {data.get('source')} at {data.get('path')}: {data.get('num_items')} items "
+        f"x {data.get('item_feature_dim')} features, profile {data.get('user_profile_dim')}"
+    )
+    for row in metrics.get("epochs", []):
+        auc = "n/a" if row.get("val_auc") is None else f"{row['val_auc']:.4f}"
+        print(
+            f"  epoch {row['epoch']}   train BCE {row['train_bce']:.4f}, val AUC {auc}, "
+            f"{row['records_per_second']:,.0f} records/s"
+        )
+    if metrics.get("best_epoch"):
+        auc = metrics.get("best_val_auc")
+        shown = "n/a" if auc is None else f"{auc:.4f}"
+        print(f"  best      epoch {metrics['best_epoch']} (val AUC {shown})")
+    return 0
