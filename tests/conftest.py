@@ -34,3 +34,37 @@ def rl4rs_prepared(tmp_path_factory: pytest.TempPathFactory, rl4rs_raw: Path) ->
 
     out = tmp_path_factory.mktemp("rl4rs") / "prepared"
     return prepare_rl4rs(rl4rs_raw, out, seed=0, overwrite=False, options={})
+
+
+@pytest.fixture(scope="session")
+def tiny_world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A small built-in dataset with a trained simulator and semantic IDs, built once per session.
+
+    Keys: "data", "simulator", "sid". Tests must not modify these folders.
+    """
+    import torch
+
+    from hsrl.data import prepare
+    from hsrl.data.prepared import load_prepared
+    from hsrl.sid import build_sid_index
+    from hsrl.simulator.train import SimulatorTrainConfig, train_simulator
+
+    root = tmp_path_factory.mktemp("world")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        data = prepare(
+            "builtin",
+            raw=None,
+            out=root / "data",
+            seed=0,
+            options={"num_users": "80", "sessions_per_user": "2", "max_pages_per_session": "2"},
+        )
+        train_simulator(
+            data, root / "simulator", SimulatorTrainConfig(epochs=1), "cpu", progress=False, log=None
+        )
+        index, _ = build_sid_index(load_prepared(data, splits=[]).items.features, 3, 8, seed=0)
+        index.save(root / "sid")
+    finally:
+        torch.set_num_threads(threads)
+    return {"data": data, "simulator": root / "simulator", "sid": root / "sid"}
