@@ -55,7 +55,9 @@ def tiny_config(world: dict[str, Path], agent: str, iterations: int, seed: int =
 
 
 def params(run_dir: Path) -> dict[str, torch.Tensor]:
-    return load_checkpoint(run_dir / "checkpoints" / "last.pt", torch.device("cpu"))["agent"]["modules"]
+    return load_checkpoint(run_dir / "checkpoints" / "last.pt", torch.device("cpu"))["agent"][
+        "modules"
+    ]
 
 
 def assert_same_params(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
@@ -108,7 +110,9 @@ def test_resume_equals_an_uninterrupted_run(tiny_world, tmp_path, agent):
     split = train(tiny_config(tiny_world, agent, 8), tmp_path / "split", progress=False)
     resume(split, 8, progress=False)
     assert_same_params(params(straight), params(split))
-    assert load_checkpoint(split / "checkpoints" / "last.pt", torch.device("cpu"))["iteration"] == 16
+    assert (
+        load_checkpoint(split / "checkpoints" / "last.pt", torch.device("cpu"))["iteration"] == 16
+    )
 
 
 @pytest.mark.parametrize("agent", ALL_AGENTS)
