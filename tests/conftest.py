@@ -8,6 +8,14 @@ from pathlib import Path
 import pytest
 
 FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Tests run on one torch thread: their tensors are tiny, and on a small shared machine
+    two intra-op threads make them many times slower. Results do not depend on it."""
+    import torch
+
+    torch.set_num_threads(1)
 RL4RS_FILES = ("item_info.csv", "rl4rs_b_train.csv", "rl4rs_b_test.csv")
 
 
@@ -61,7 +69,12 @@ def tiny_world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
             options={"num_users": "80", "sessions_per_user": "2", "max_pages_per_session": "2"},
         )
         train_simulator(
-            data, root / "simulator", SimulatorTrainConfig(epochs=1), "cpu", progress=False, log=None
+            data,
+            root / "simulator",
+            SimulatorTrainConfig(epochs=1),
+            "cpu",
+            progress=False,
+            log=None,
         )
         index, _ = build_sid_index(load_prepared(data, splits=[]).items.features, 3, 8, seed=0)
         index.save(root / "sid")
