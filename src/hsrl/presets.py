@@ -45,7 +45,9 @@ PRESETS: dict[str, dict[str, Any]] = {
         },
     },
     # The main job's budget on the built-in data: the reference loop, shortened to a few minutes
-    # on a 2-core CPU.
+    # on a 2-core CPU. The entropy bonus is 0.01 instead of 0.1: at 0.1 the bonus on the sum of
+    # the level entropies holds the policy near uniform for the whole short budget (measured:
+    # entropy 8.22 of 8.32 after 1,500 iterations, greedy total reward 5.9 vs 6.6 at 0.01).
     "builtin": {
         "env": {"num_users": 32, "reward": "rl4rs", "temper": 20.0},
         "train": {
@@ -56,7 +58,7 @@ PRESETS: dict[str, dict[str, Any]] = {
             "log_every": 100,
             "checkpoint_every": 1_000,
         },
-        "agents": {},
+        "agents": {"hsrl": {"entropy_coef": 0.01}, "a2c_flat": {"entropy_coef": 0.01}},
     },
 }
 
