@@ -45,7 +45,7 @@ def run_pipeline(config: PipelineConfig, *, progress: bool = True) -> dict[str, 
     from hsrl.data import prepare
     from hsrl.evaluate import EvalSettings, evaluate_run
     from hsrl.presets import merge, preset
-    from hsrl.sid.cli_support import build_sid_folder
+    from hsrl.sid import build_sid_folder
     from hsrl.simulator.train import SimulatorTrainConfig, train_simulator
     from hsrl.train import config_from_dict, train
 

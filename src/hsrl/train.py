@@ -147,11 +147,8 @@ def build_catalogue(env: Any, sid_dir: str | Path | None, device: torch.device) 
     if sid_dir is not None:
         from hsrl.sid import SidIndex
 
-        sid = SidIndex.load(sid_dir, device=device)
-        if sid.num_items != env.num_items:
-            raise ConfigError(
-                f"--sid {sid_dir}: built for {sid.num_items} items, the dataset has {env.num_items}"
-            )
+        # Checks that the SIDs were built for this catalogue (count, dimension, feature hash).
+        sid = SidIndex.load(sid_dir, device=device, features=env.item_features.cpu())
     return Catalogue(env.item_features, sid=sid)
 
 

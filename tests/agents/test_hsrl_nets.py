@@ -226,3 +226,39 @@ def test_hsrl_needs_semantic_ids():
     spec = EnvSpec(num_items=3, item_dim=2, profile_dim=1, history_length=2, slate_size=1)
     with pytest.raises(ConfigError, match="semantic IDs"):
         HSRLAgent(HSRLConfig(), spec, Catalogue(torch.zeros(4, 2)))
+
+
+def test_sampled_residual_scores_items_along_their_own_prefix():
+    torch.manual_seed(9)
+    from hsrl.nets.hierarchical_policy import PrefixPaths
+
+    policy = HierarchicalPolicy(DIM, LEVELS, CODES, residual="sampled")
+    sid = tiny_sid(20)
+    live = sid.live.clone()
+    live[4] = False
+    s = torch.randn(3, DIM)
+    logp = policy.tree_item_log_probs(s, PrefixPaths.build(sid.item_sid, live), live)
+    assert torch.allclose(logp.exp().sum(-1), torch.ones(3), atol=1e-5)
+    assert (logp[:, [0, 4]] == float("-inf")).all()
+    # Unnormalised score of item i = sum_l log p_l(z_l | s, z_<l), computed by teacher forcing.
+    tokens = sid.item_sid[1:].clamp(min=0).unsqueeze(0).expand(3, -1, -1)  # (3, 20, L)
+    path = policy.path_log_probs(s, tokens)
+    raw = path.gather(-1, tokens.unsqueeze(-1)).squeeze(-1).sum(-1)  # (3, 20)
+    raw[:, 3] = float("-inf")  # item 4 is retired
+    assert torch.allclose(logp[:, 1:], torch.log_softmax(raw, -1), atol=1e-5)
+    # The level-2 distribution depends on the level-1 token chosen.
+    a = policy.path_log_probs(s[:1], torch.tensor([[[0, 0, 0]]]))[0, 0, 1]
+    b = policy.path_log_probs(s[:1], torch.tensor([[[1, 0, 0]]]))[0, 0, 1]
+    assert not torch.allclose(a, b)
+
+
+def test_sampled_residual_agent_acts_and_learns():
+    torch.manual_seed(10)
+    agent = make_agent(HSRLConfig(encoder=StateEncoderConfig(dim=DIM, heads=2), residual="sampled"))
+    obs = {"history": torch.randint(0, 11, (5, 4)), "user_profile": torch.randn(5, 3)}
+    action = agent.act(obs, explore=True, generator=torch.Generator().manual_seed(0))
+    assert all(len(set(row.tolist())) == 2 for row in action.slate)
+    before = [p.detach().clone() for p in agent.policy.parameters()]
+    metrics = agent.update(tiny_batch(agent))
+    assert torch.isfinite(metrics["loss/actor"])
+    assert any(not torch.equal(a, b) for a, b in zip(before, agent.policy.parameters()))

@@ -20,8 +20,9 @@ from torch import nn
 from hsrl.agents.base import Action, Agent, Catalogue, EnvSpec, freeze, soft_update
 from hsrl.errors import ConfigError
 from hsrl.nets import HierarchicalPolicy, MultiLevelCritic, StateEncoder, StateEncoderConfig
-from hsrl.nets.hierarchical_policy import item_log_probs, token_log_probs
+from hsrl.nets.hierarchical_policy import PrefixPaths, item_log_probs, token_log_probs
 from hsrl.replay import Batch
+from hsrl.sid.beam import beam_sample, beam_search
 from hsrl.slate import greedy_slate, sample_slate
 
 
@@ -31,7 +32,8 @@ class HSRLConfig:
     temperature: float = 1.0
     """Softmax temperature tau of every level."""
     residual: str = "soft"
-    """'soft': c_l = LN(c_{l-1} - p_l E_l); 'none': every level reads c_0 (ablation)."""
+    """'soft': c_l = LN(c_{l-1} - p_l E_l) (the method); 'sampled': c_l = LN(c_{l-1} - E_l[z_l]),
+    each level conditioned on the chosen prefix; 'none': every level reads c_0 (ablation)."""
     critic_hidden: tuple[int, ...] = (256, 64)
     critic_dropout: float = 0.2
     learn_token_weights: bool = True
@@ -49,10 +51,25 @@ class HSRLConfig:
     """Reproduce the reference's TD target r + gamma * done * V' (a known bug; off by default)."""
     explore_epsilon: float = 0.0
     """Weight of a uniform law mixed into the sampling distribution while exploring."""
+    decoding: str = "exhaustive"
+    """Slate selection: 'exhaustive' scores every live item (O(N L) per user); 'beam' walks the
+    SID prefix tree keeping `beam_width` prefixes per level (cost independent of N; see
+    hsrl.sid.beam)."""
+    beam_width: int = 32
+    """Prefixes kept per level by beam decoding (at least the slate size)."""
 
     def __post_init__(self) -> None:
-        if self.residual not in ("soft", "none"):
-            raise ValueError(f"residual must be 'soft' or 'none', got {self.residual!r}")
+        if self.decoding not in ("exhaustive", "beam"):
+            raise ValueError(f"decoding must be 'exhaustive' or 'beam', got {self.decoding!r}")
+        if self.beam_width < 1:
+            raise ValueError("beam_width must be at least 1")
+        if self.residual not in ("soft", "sampled", "none"):
+            raise ValueError(f"residual must be 'soft', 'sampled' or 'none', got {self.residual!r}")
+        if self.residual == "sampled" and self.decoding == "beam":
+            raise ValueError(
+                "beam decoding needs level distributions that do not depend on the "
+                "prefix: use residual 'soft' or 'none' with decoding 'beam'"
+            )
         if not 0.0 <= self.explore_epsilon < 1.0:
             raise ValueError("explore_epsilon must be in [0, 1)")
         if self.temperature <= 0:
@@ -69,6 +86,10 @@ class HSRLAgent(Agent):
         if catalogue.sid is None:
             raise ConfigError("the hsrl agent needs semantic IDs (--sid DIR from `hsrl sid build`)")
         self.config = config
+        if config.decoding == "beam" and config.beam_width < spec.slate_size:
+            raise ConfigError(
+                f"beam_width {config.beam_width} is smaller than the slate size {spec.slate_size}"
+            )
         self.levels = catalogue.sid.levels
         self.codes = catalogue.sid.codes
         self.encoder = StateEncoder(
@@ -112,14 +133,28 @@ class HSRLAgent(Agent):
 
     def item_scores(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
         """log P(item | s) over the catalogue, (B, N + 1), -inf for items not live."""
-        output = self.policy(self._state(obs, self.encoder))
+        state = self._state(obs, self.encoder)
         sid = self.catalogue.sid
-        return item_log_probs(output.log_probs, sid.item_sid, self.catalogue.live & sid.live)
+        live = self.catalogue.live & sid.live
+        if self.config.residual == "sampled":
+            return self.policy.tree_item_log_probs(state, self._prefix_paths(live), live)
+        return item_log_probs(self.policy(state).log_probs, sid.item_sid, live)
+
+    def _prefix_paths(self, live: torch.Tensor) -> PrefixPaths:
+        """The live SID tree, rebuilt only when the SID table or the live set changed."""
+        parts = (self.catalogue.sid.item_sid, self.catalogue.sid.live, self.catalogue.live)
+        key = tuple((t.data_ptr(), t._version) for t in parts)
+        if getattr(self, "_paths_key", None) != key:
+            self._paths = PrefixPaths.build(self.catalogue.sid.item_sid, live)
+            self._paths_key = key
+        return self._paths
 
     @torch.no_grad()
     def act(
         self, obs: dict[str, torch.Tensor], *, explore: bool, generator: torch.Generator | None
     ) -> Action:
+        if self.config.decoding == "beam":
+            return self._act_beam(obs, explore, generator)
         scores = self.item_scores(obs)
         if explore:
             slate = sample_slate(
@@ -130,12 +165,25 @@ class HSRLAgent(Agent):
         tokens = self.catalogue.sid.item_sid[slate]  # (B, K, L)
         return Action(slate, tokens.flatten(1))
 
+    def _act_beam(
+        self, obs: dict[str, torch.Tensor], explore: bool, generator: torch.Generator | None
+    ) -> Action:
+        """Slate by beam decoding over the SID tree; live items are those of the SID index."""
+        log_probs = self.policy(self._state(obs, self.encoder)).log_probs  # (B, L, V)
+        sid, k, width = self.catalogue.sid, self.spec.slate_size, self.config.beam_width
+        if explore:
+            found = beam_sample(log_probs, sid, k, width, generator, self.config.explore_epsilon)
+        else:
+            found = beam_search(log_probs, sid, k, width)
+        return Action(found.items, found.sid.flatten(1))
+
     # --- learning ---------------------------------------------------------------------------
     def update(self, batch: Batch) -> dict[str, torch.Tensor]:
         cfg = self.config
         obs = {"history": batch.history, "user_profile": batch.user_profile}
         next_obs = {"history": batch.next_history, "user_profile": batch.next_user_profile}
-        output = self.policy(self._state(obs, self.encoder))
+        state = self._state(obs, self.encoder)
+        output = self.policy(state)
         value = self.critic(output.contexts.detach())  # (B,)
         with torch.no_grad():
             target = self.target
@@ -148,9 +196,14 @@ class HSRLAgent(Agent):
         advantage = (td_target - value.detach()).clamp(-cfg.advantage_clip, cfg.advantage_clip)
 
         tokens = batch.action.long().view(batch.action.shape[0], -1, self.levels)  # (B, K, L)
-        chosen = token_log_probs(output.log_probs, tokens)  # (B, K, L)
+        if cfg.residual == "sampled":
+            path = self.policy.path_log_probs(state, tokens)  # (B, K, L, V)
+            chosen = path.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)  # (B, K, L)
+            entropy = -(path.exp() * path).sum(dim=-1).sum(dim=-1).mean(dim=-1)  # (B,)
+        else:
+            chosen = token_log_probs(output.log_probs, tokens)  # (B, K, L)
+            entropy = -(output.log_probs.exp() * output.log_probs).sum(dim=-1).sum(dim=-1)
         nll = -chosen.sum(dim=-1).mean(dim=-1)  # (B,)
-        entropy = -(output.log_probs.exp() * output.log_probs).sum(dim=-1).sum(dim=-1)  # (B,)
         actor_loss = (advantage * nll).mean() - cfg.entropy_coef * entropy.mean()
 
         self.critic_optimizer.zero_grad(set_to_none=True)

@@ -2,8 +2,17 @@
 
 Context c_0 = s. At level l: logits_l = W_l c_{l-1}; p_l = softmax(logits_l / tau);
 e_l = p_l E_l (the expected token embedding); c_l = LayerNorm_l(c_{l-1} - e_l), the part of
-the state still to be decided. Using the expected (soft) embedding keeps the chain
-differentiable end to end.
+the state still to be decided.
+
+Residual modes:
+- ``soft`` (the method): the residual subtracts the expected embedding, which keeps the chain
+  differentiable end to end; every level's distribution depends on the state only, so the item
+  distribution is a product of per-level distributions;
+- ``sampled``: the residual subtracts the embedding of the token actually chosen,
+  c_l = LN_l(c_{l-1} - E_l[z_l]), so level l is conditioned on the prefix z_<l (an
+  autoregressive policy over SIDs). Items are scored over the prefix tree of the live SIDs
+  (:class:`PrefixPaths`) and training conditions on the stored tokens (teacher forcing);
+- ``none`` (ablation): every level reads c_0.
 """
 
 from __future__ import annotations
@@ -14,7 +23,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-ResidualMode = Literal["soft", "none"]
+ResidualMode = Literal["soft", "sampled", "none"]
 
 
 @dataclass
@@ -33,8 +42,8 @@ class HierarchicalPolicy(nn.Module):
         residual: ResidualMode = "soft",
     ):
         super().__init__()
-        if residual not in ("soft", "none"):
-            raise ValueError(f"residual must be 'soft' or 'none', got {residual!r}")
+        if residual not in ("soft", "sampled", "none"):
+            raise ValueError(f"residual must be 'soft', 'sampled' or 'none', got {residual!r}")
         self.levels = levels
         self.codes = codes
         self.temperature = temperature
@@ -44,17 +53,99 @@ class HierarchicalPolicy(nn.Module):
         self.norms = nn.ModuleList(nn.LayerNorm(dim) for _ in range(levels))
 
     def forward(self, state: torch.Tensor) -> PolicyOutput:
+        """Token distributions and contexts of the soft chain (action-independent).
+
+        In ``sampled`` mode these are the contexts the critic reads (they depend on the state
+        only); the policy's own distributions are those of :meth:`path_log_probs` and
+        :meth:`tree_item_log_probs`.
+        """
         contexts = [state]
         log_probs = []
         context = state
         for head, embedding, norm in zip(self.heads, self.token_embeddings, self.norms):
             logp = torch.log_softmax(head(context) / self.temperature, dim=-1)  # (B, V)
             log_probs.append(logp)
-            if self.residual == "soft":
+            if self.residual != "none":
                 expected = logp.exp() @ embedding.weight  # (B, d)
                 context = norm(context - expected)
             contexts.append(context)
         return PolicyOutput(torch.stack(log_probs, dim=1), torch.stack(contexts, dim=1))
+
+    def _level_log_probs(self, level: int, context: torch.Tensor) -> torch.Tensor:
+        return torch.log_softmax(self.heads[level](context) / self.temperature, dim=-1)
+
+    def _step(self, level: int, context: torch.Tensor, token: torch.Tensor) -> torch.Tensor:
+        """c_l = LN_l(c_{l-1} - E_l[z_l]) for chosen tokens; context (..., d), token (...)."""
+        return self.norms[level](context - self.token_embeddings[level](token))
+
+    def path_log_probs(self, state: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        """Distributions along given SIDs, conditioned on each prefix (``sampled`` mode).
+
+        state (B, d), tokens (B, K, L) -> log p_l(. | s, z_<l) as (B, K, L, V).
+        """
+        b, k, levels = tokens.shape
+        context = state.unsqueeze(1).expand(b, k, state.shape[-1])  # (B, K, d)
+        out = []
+        for level in range(levels):
+            out.append(self._level_log_probs(level, context))  # (B, K, V)
+            if level + 1 < levels:
+                context = self._step(level, context, tokens[..., level])
+        return torch.stack(out, dim=2)
+
+    def tree_item_log_probs(
+        self, state: torch.Tensor, paths: PrefixPaths, live: torch.Tensor
+    ) -> torch.Tensor:
+        """log P(item | s) of the autoregressive (``sampled``) policy over the live SID tree.
+
+        One context per existing prefix and user: the cost grows with the number of distinct
+        prefixes (at most N per level), not with V^L. Returns (B, N + 1), -inf where not live.
+        """
+        b = state.shape[0]
+        context = state.unsqueeze(1)  # (B, 1, d): the empty prefix
+        total = state.new_zeros(b, paths.item_prefix[0].shape[0])  # (B, N + 1)
+        for level in range(self.levels):
+            logp = self._level_log_probs(level, context)  # (B, P_l, V)
+            prefix = paths.item_prefix[level]  # (N + 1,) prefix id of each item at level l
+            token = paths.item_token[level]  # (N + 1,)
+            total = total + logp[:, prefix, token]
+            if level + 1 < self.levels:
+                parent, last = paths.parent[level + 1], paths.last_token[level + 1]
+                context = self._step(level, context[:, parent], last.expand(b, -1))
+        total = total.masked_fill(~live, float("-inf"))
+        return torch.log_softmax(total, dim=-1)
+
+
+@dataclass
+class PrefixPaths:
+    """The prefix tree of a SID table, as index tensors for batched scoring.
+
+    For level l (0-based): ``item_prefix[l]`` (N + 1,) the id of each item's length-l prefix
+    among the distinct prefixes of that length (level 0: the empty prefix, id 0), and
+    ``item_token[l]`` its level-l token; for l >= 1, ``parent[l]`` and ``last_token[l]`` give
+    each length-l prefix's parent prefix (length l - 1) and last token. Items that are not live
+    (and padding) point at prefix 0 and token 0; their scores are masked anyway.
+    """
+
+    item_prefix: list[torch.Tensor]
+    item_token: list[torch.Tensor]
+    parent: list[torch.Tensor]
+    last_token: list[torch.Tensor]
+
+    @classmethod
+    def build(cls, item_sid: torch.Tensor, live: torch.Tensor) -> PrefixPaths:
+        n1, levels = item_sid.shape
+        sid = torch.where(live.unsqueeze(1), item_sid, torch.zeros_like(item_sid)).clamp(min=0)
+        item_prefix = [torch.zeros(n1, dtype=torch.long, device=sid.device)]
+        parent = [torch.zeros(1, dtype=torch.long, device=sid.device)]
+        last_token = [torch.zeros(1, dtype=torch.long, device=sid.device)]
+        for level in range(1, levels):
+            keys = torch.stack([item_prefix[level - 1], sid[:, level - 1]], dim=1)  # (N + 1, 2)
+            unique, inverse = torch.unique(keys, dim=0, return_inverse=True)
+            item_prefix.append(inverse)
+            parent.append(unique[:, 0])
+            last_token.append(unique[:, 1])
+        item_token = [sid[:, level] for level in range(levels)]
+        return cls(item_prefix, item_token, parent, last_token)
 
 
 def item_log_probs(
