@@ -22,8 +22,8 @@ import time
 from pathlib import Path
 
 import torch
-from common import RESULTS, hardware_name, host_info, write_result
 
+from common import RESULTS, hardware_name, host_info, write_result
 from hsrl.agents import AGENTS
 from hsrl.train import EnvSettings, RunConfig, Trainer, TrainSettings, build_run
 

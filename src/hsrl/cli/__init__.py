@@ -15,7 +15,17 @@ from hsrl import __version__
 from hsrl.errors import HsrlError
 
 # Modules that contribute subcommands, in the order of the workflow.
-_COMMAND_MODULES = ("data", "simulator", "sid", "train", "evaluate", "run")
+_COMMAND_MODULES = (
+    "data",
+    "simulator",
+    "sid",
+    "train",
+    "evaluate",
+    "report",
+    "sweep",
+    "churn",
+    "run",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -55,6 +55,10 @@ class LearnedBackend:
     def profile_dim(self) -> int:
         return int(self.model.config.profile_dim)  # type: ignore[arg-type]
 
+    def set_item_features(self, features: torch.Tensor) -> None:
+        """Score another item table (N' + 1, F), e.g. with new items: only features are needed."""
+        self.model.set_item_features(features)
+
     def item_logits(self, state: UserState) -> torch.Tensor:
         """Immediate click logit of every item id 0..N for the B users, (B, N + 1)."""
         with torch.inference_mode():
@@ -97,6 +101,11 @@ class GroundTruthBackend:
     @property
     def item_features(self) -> torch.Tensor:
         return self._item_features
+
+    def set_item_features(self, features: torch.Tensor) -> None:
+        """The same true users over another item table (N' + 1, F), e.g. with new items."""
+        self.model = self.model.with_items(features)
+        self._item_features = self.model.item_features.to(self.device)
 
     def _users(self, state: UserState) -> torch.Tensor:
         if self._record_user is not None:

@@ -168,6 +168,8 @@ class RecEnv:
         self._pool_session = records.session_id.to(self.device)  # (R,)
         self.num_records = len(records)
         self.profile_dim = records.profile_dim
+        self.live: torch.Tensor | None = None
+        """(N + 1,) bool: the items slates may hold (set by :meth:`set_items`); None = 1..N."""
         self._generator = torch.Generator(device=self.device)
         self._generator.seed()
         self._pending: list[tuple[torch.Tensor, ...]] = []
@@ -183,6 +185,25 @@ class RecEnv:
     @property
     def num_items(self) -> int:
         return self.backend.item_features.shape[0] - 1
+
+    def set_items(self, features: torch.Tensor, live: torch.Tensor | None = None) -> None:
+        """Change the catalogue: a new item table (N' + 1, F) and the items that may be shown.
+
+        Ids are stable: new items are appended rows, retired ones keep their rows (histories
+        may still hold them) and are only left out of ``live``. The backend scores new items
+        from their features (it needs ``set_item_features``).
+        """
+        set_features = getattr(self.backend, "set_item_features", None)
+        if set_features is None:
+            raise ConfigError(
+                f"{type(self.backend).__name__} cannot change its item table (no set_item_features)"
+            )
+        if features.shape[0] < self.num_items + 1:
+            raise ConfigError("set_items: item ids are stable, the table can only grow")
+        if live is not None and live.shape != (features.shape[0],):
+            raise ConfigError(f"set_items: live must be ({features.shape[0]},) bool")
+        set_features(features.to(self.device))
+        self.live = None if live is None else live.to(self.device, torch.bool)
 
     def observation_spec(self) -> dict[str, TensorSpec]:
         b = self.num_users
@@ -392,12 +413,20 @@ class RecEnv:
         if slate.device != self.device:
             raise InvalidActionError(f"slate: on {slate.device}, the env is on {self.device}")
         if self.config.check_actions:
-            low, high = torch.stack(torch.aminmax(slate)).tolist()  # one host sync
+            checks = list(torch.aminmax(slate))
+            if self.live is not None:
+                shown = self.live[slate.clamp(0, self.num_items)]
+                checks.append(torch.where(shown, 0, slate).max())  # a retired id, or 0
+            low, high, *retired = torch.stack(checks).tolist()  # one host sync
             if low < 1 or high > self.num_items:
                 bad = low if low < 1 else high
                 what = "the padding id 0" if bad == 0 else f"item id {bad}"
                 raise InvalidActionError(
                     f"slate holds {what}; valid item ids are 1..{self.num_items}"
+                )
+            if retired and retired[0] > 0:
+                raise InvalidActionError(
+                    f"slate holds item {retired[0]}, which is not in the live catalogue"
                 )
 
     def _compact(self) -> None:
