@@ -1,0 +1,39 @@
+"""`hsrl run`, the main job, end to end with tiny budgets."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from hsrl.cli import main
+
+
+@pytest.mark.slow
+def test_main_job_runs_every_step_and_prints_the_table(tmp_path, capsys):
+    out = tmp_path / "main"
+    args = [
+        "run", "--out", str(out), "--iterations", "20", "--episodes", "30",
+        "--simulator-epochs", "1", "--option", "num_users=60", "--no-progress",
+    ]  # fmt: skip
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    for name in ("| hsrl |", "| random |", "| greedy |", "ground truth"):
+        assert name in printed
+    for folder in ("data", "simulator", "sid", "runs/hsrl_seed0"):
+        assert (out / folder).is_dir()
+    summary = json.loads((out / "results.json").read_text())
+    policies = {(r["agent"], r["evaluation"]["simulator"] == "ground_truth") for r in summary["results"]}
+    assert policies == {(p, t) for p in ("hsrl", "random", "greedy") for t in (False, True)}
+    assert all(r["metrics"]["depth"]["n"] == 30 for r in summary["results"])
+    # A second call reuses every finished step (nothing is trained again).
+    before = (out / "runs/hsrl_seed0/checkpoints/last.pt").stat().st_mtime_ns
+    assert main(args) == 0
+    assert (out / "runs/hsrl_seed0/checkpoints/last.pt").stat().st_mtime_ns == before
+
+
+def test_main_job_rejects_unknown_agents_and_bad_budgets(tmp_path, capsys):
+    assert main(["run", "--out", str(tmp_path / "x"), "--agents", "nope"]) == 1
+    assert "unknown agent" in capsys.readouterr().err
+    assert main(["run", "--out", str(tmp_path / "x"), "--iterations", "0"]) == 1
+    assert "--iterations" in capsys.readouterr().err
