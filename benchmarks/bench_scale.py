@@ -337,6 +337,7 @@ def markdown(results: list[dict]) -> str:
         "Peak memory: GPU = max allocated, CPU = peak RSS of the size's own process.",
         "",
     ]
+    results = sorted(results, key=lambda r: (r["hardware"], min(s["items"] for s in r["sizes"])))
     for result in results:
         info = result["host"]
         lines += [
@@ -428,7 +429,7 @@ def main() -> None:
     parser.add_argument("--balanced", action="store_true", help="balanced k-means for the SIDs")
     parser.add_argument("--features", choices=("builtin", "mixture"), default="builtin")
     parser.add_argument("--users", type=int, default=1024, help="users per slate batch")
-    parser.add_argument("--beam-width", type=int, default=16)
+    parser.add_argument("--beam-width", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=20, help="timed calls per latency")
     parser.add_argument(
         "--agreement-widths",

@@ -53,7 +53,7 @@ def write_markdown() -> None:
         "",
         "`load`: the shared CPU machine's 1-minute load average at the end of the run. With two",
         "torch threads on a busy 2-core machine every parallel region waits for both threads to",
-        "be scheduled, hence the collapse; train with `hsrl simulator train --threads 1` there.",
+        "be scheduled, hence the collapse; train with `hsrl --threads 1 simulator train` there.",
         "",
     ]
     (RESULTS / "simulator_train.md").write_text("\n".join(text))

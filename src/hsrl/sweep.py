@@ -849,10 +849,13 @@ class _StepFailed(Exception):
 
 
 def _cli(argv: list[str]) -> None:
+    import torch
+
     from hsrl import cli
 
     print(f"$ hsrl {' '.join(argv)}", flush=True)
-    code = cli.main(argv)
+    # The worker's thread count (set from --cpus-per-trial) carries into the command.
+    code = cli.main(["--threads", str(torch.get_num_threads()), *argv])
     sys.stdout.flush()
     if code == 130:  # the CLI's answer to Ctrl-C: stop the trial, keep what it saved
         raise KeyboardInterrupt

@@ -55,7 +55,7 @@ class HSRLConfig:
     """Slate selection: 'exhaustive' scores every live item (O(N L) per user); 'beam' walks the
     SID prefix tree keeping `beam_width` prefixes per level (cost independent of N; see
     hsrl.sid.beam)."""
-    beam_width: int = 32
+    beam_width: int = 64
     """Prefixes kept per level by beam decoding (at least the slate size)."""
 
     def __post_init__(self) -> None:

@@ -37,6 +37,14 @@ def build_parser() -> argparse.ArgumentParser:
         "training, evaluation and reports.",
     )
     parser.add_argument("--version", action="version", version=f"hsrl {__version__}")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        metavar="N",
+        help="torch CPU threads (default 1: the networks are small, and on few cores extra "
+        "threads cost more in hand-offs than they gain; 0 keeps torch's default)",
+    )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     subparsers.required = True
     for name in _COMMAND_MODULES:
@@ -47,6 +55,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.threads < 0:
+        parser.error("--threads must be 0 or more")
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     try:
         return int(args.func(args) or 0)
     except HsrlError as exc:

@@ -35,12 +35,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     t.add_argument(
         "--val-split", default=None, help="split for the validation AUC (default: val, else test)"
     )
-    t.add_argument(
-        "--threads",
-        type=int,
-        default=None,
-        help="torch CPU threads (default: torch's choice; 1 is often fastest on a busy machine)",
-    )
     t.add_argument("--overwrite", action="store_true", help="replace an existing --out folder")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
     t.add_argument("--json", action="store_true", help="print the final metrics as one JSON object")
@@ -60,14 +54,6 @@ def _train(args: argparse.Namespace) -> int:
     from hsrl.simulator.response_model import ResponseModelConfig
     from hsrl.simulator.train import SimulatorTrainConfig, train_simulator
 
-    if args.threads is not None:
-        if args.threads < 1:
-            from hsrl.errors import ConfigError
-
-            raise ConfigError(f"--threads: must be at least 1, got {args.threads}")
-        import torch
-
-        torch.set_num_threads(args.threads)
     variant = args.variant
     if variant == "auto":
         source = str(read_manifest(args.data).get("source", ""))
