@@ -255,9 +255,9 @@ class Trainer:
         parts = self.parts
         # Acting uses the networks in eval mode (no dropout): exploration comes from the
         # agent's own sampling or noise, and acting is cheaper.
-        parts.agent.eval()
+        parts.agent.acting(True)
         action = parts.agent.act(self.obs, explore=True, generator=self.act_generator)
-        parts.agent.train()
+        parts.agent.acting(False)
         next_obs, reward, terminated, truncated, info = parts.env.step(action.slate)
         final = info.get("final_observation")
         stored_next = next_obs

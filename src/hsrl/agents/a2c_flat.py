@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hsrl.agents.base import Action, Agent, Catalogue, EnvSpec, freeze, soft_update, td_target
+from hsrl.agents.base import Action, Agent, Catalogue, EnvSpec, adam, freeze, soft_update, td_target
 from hsrl.agents.ddpg import (
     batch_next_obs,
     batch_obs,
@@ -92,10 +92,10 @@ class A2CFlatAgent(Agent):
                 }
             )
         )
-        self.actor_optimizer = torch.optim.Adam(
+        self.actor_optimizer = adam(
             self.actor.parameters(), lr=config.actor_lr, weight_decay=config.weight_decay
         )
-        self.critic_optimizer = torch.optim.Adam(
+        self.critic_optimizer = adam(
             self.critic.parameters(), lr=config.critic_lr, weight_decay=config.weight_decay
         )
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-from hsrl.agents.base import Catalogue, EnvSpec
+from hsrl.agents.base import Catalogue, EnvSpec, adam
 from hsrl.agents.ddpg import DDPGAgent, DDPGConfig, batch_obs, check_rates, optimizer_step
 from hsrl.replay import Batch
 
@@ -34,7 +34,7 @@ class BehaviorDDPGAgent(DDPGAgent):
 
     def __init__(self, config: BehaviorDDPGConfig, spec: EnvSpec, catalogue: Catalogue):
         super().__init__(config, spec, catalogue)
-        self.behavior_optimizer = torch.optim.Adam(
+        self.behavior_optimizer = adam(
             self.actor.parameters(), lr=config.behavior_lr, weight_decay=config.weight_decay
         )
 

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hsrl.agents.base import Action, Agent, Catalogue, EnvSpec, freeze, soft_update, td_target
+from hsrl.agents.base import Action, Agent, Catalogue, EnvSpec, adam, freeze, soft_update, td_target
 from hsrl.nets.latent import LatentActor, LatentActorConfig, QCritic
 from hsrl.replay import Batch
 from hsrl.slate import greedy_slate, sample_slate
@@ -109,10 +109,10 @@ class DDPGAgent(Agent):
                 {"actor": copy.deepcopy(self.actor), "critic": copy.deepcopy(self.critic)}
             )
         )
-        self.actor_optimizer = torch.optim.Adam(
+        self.actor_optimizer = adam(
             self.actor.parameters(), lr=config.actor_lr, weight_decay=config.weight_decay
         )
-        self.critic_optimizer = torch.optim.Adam(
+        self.critic_optimizer = adam(
             self.critic.parameters(), lr=config.critic_lr, weight_decay=config.weight_decay
         )
 

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hsrl.agents.base import Action, Agent, Catalogue, EnvSpec, freeze, soft_update
+from hsrl.agents.base import Action, Agent, Catalogue, EnvSpec, adam, freeze, soft_update
 from hsrl.errors import ConfigError
 from hsrl.nets import HierarchicalPolicy, MultiLevelCritic, StateEncoder, StateEncoderConfig
 from hsrl.nets.hierarchical_policy import PrefixPaths, item_log_probs, token_log_probs
@@ -117,10 +117,10 @@ class HSRLAgent(Agent):
         )
         actor_params = list(self.encoder.parameters()) + list(self.policy.parameters())
         critic_params = [p for p in self.critic.parameters() if p.requires_grad]
-        self.actor_optimizer = torch.optim.Adam(
+        self.actor_optimizer = adam(
             actor_params, lr=config.actor_lr, weight_decay=config.weight_decay
         )
-        self.critic_optimizer = torch.optim.Adam(
+        self.critic_optimizer = adam(
             critic_params, lr=config.critic_lr, weight_decay=config.weight_decay
         )
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
-from hsrl.agents.base import Action, Agent, Catalogue, EnvSpec
+from hsrl.agents.base import Action, Agent, Catalogue, EnvSpec, adam
 from hsrl.agents.ddpg import batch_obs, check_rates, optimizer_step
 from hsrl.nets.latent import LatentActor, LatentActorConfig
 from hsrl.replay import Batch
@@ -41,7 +41,7 @@ class SupervisedAgent(Agent):
         super().__init__(spec, catalogue)
         self.config = config
         self.actor = LatentActor(config, spec.item_dim, spec.history_length, spec.profile_dim)
-        self.actor_optimizer = torch.optim.Adam(
+        self.actor_optimizer = adam(
             self.actor.parameters(), lr=config.actor_lr, weight_decay=config.weight_decay
         )
 

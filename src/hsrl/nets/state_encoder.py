@@ -38,6 +38,20 @@ class StateEncoderConfig:
             raise ValueError("encoder dropout must be in [0, 1)")
 
 
+def sequence_dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
+    """Dropout whose mask is shared by every position of a sequence: x (B, H, d).
+
+    One Bernoulli draw per (user, feature) instead of per (user, position, feature): on CPU the
+    random draws of element-wise masks were the largest single cost of an HSRL update (about
+    1.7x slower per iteration at the reference sizes). Sharing the mask over time is the
+    variational-dropout scheme for sequence models; the expected activation is unchanged.
+    """
+    if not training or p == 0.0:
+        return x
+    keep = torch.rand((x.shape[0], 1, x.shape[-1]), device=x.device, dtype=x.dtype) >= p
+    return x * (keep.to(x.dtype) * (1.0 / (1.0 - p)))  # scale the small mask, not x
+
+
 class CausalBlock(nn.Module):
     """Post-norm Transformer block (attention, then feed-forward), as in nn.TransformerEncoderLayer."""
 
@@ -67,9 +81,9 @@ class CausalBlock(nn.Module):
         # (about 10x slower); dropout still acts on the embeddings and on both residual branches.
         att = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         att = att.transpose(1, 2).reshape(b, -1, d)  # (B, Hq, d)
-        x = self.norm1(x + F.dropout(self.out(att), p, self.training))
-        ff = self.ff2(F.dropout(F.relu(self.ff1(x)), p, self.training))
-        return self.norm2(x + F.dropout(ff, p, self.training))
+        x = self.norm1(x + sequence_dropout(self.out(att), p, self.training))
+        ff = self.ff2(sequence_dropout(F.relu(self.ff1(x)), p, self.training))
+        return self.norm2(x + sequence_dropout(ff, p, self.training))
 
 
 class StateEncoder(nn.Module):
@@ -101,7 +115,7 @@ class StateEncoder(nn.Module):
         h = history.shape[1]
         p = self.config.dropout if self.training else 0.0
         x = self.item_proj(item_features[history]) + self.position.weight[-h:]  # (B, H, d)
-        x = self.norm(F.dropout(x, p, self.training))
+        x = self.norm(sequence_dropout(x, p, self.training))
         # Padding keys are masked; the last position always sees itself, so an empty history
         # stays well defined.
         real = history != 0
