@@ -23,23 +23,16 @@ import argparse
 import json
 import os
 import platform
-import re
 import tempfile
 import time
 from pathlib import Path
 
 import torch
 
+from common import hardware_name
+
 RESULTS = Path(__file__).resolve().parent / "results"
 TARGETS = {("cpu", 1024): 20_000, ("cuda", 16384): 1_000_000}
-
-
-def hardware_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        name = torch.cuda.get_device_name(device)
-        match = re.search(r"(H100|H200|A100|L4|L40S|A10G|V100|T4)", name)
-        return (match.group(1) if match else re.sub(r"\W+", "_", name)).lower()
-    return "cpu"
 
 
 def build_dataset(

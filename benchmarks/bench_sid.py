@@ -23,7 +23,6 @@ import argparse
 import json
 import os
 import platform
-import re
 import resource
 import subprocess
 import sys
@@ -32,19 +31,13 @@ from pathlib import Path
 
 import torch
 
+from common import hardware_name
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 RL4RS_ITEMS = ROOT / "tests" / "fixtures" / "rl4rs" / "item_info.csv"
 TARGETS = {("cpu", False): 120.0, ("cpu", True): 300.0, ("cuda", False): 10.0, ("cuda", True): 10.0}
 TARGET_SIZE, TARGET_CODES = 1_000_000, 256
-
-
-def hardware_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        name = torch.cuda.get_device_name(device)
-        match = re.search(r"(H100|H200|A100|L4|L40S|A10G|V100|T4)", name)
-        return (match.group(1) if match else re.sub(r"\W+", "_", name)).lower()
-    return "cpu"
 
 
 def item_features(n: int, dim: int, seed: int) -> torch.Tensor:

@@ -25,14 +25,6 @@ from hsrl.train import (
 ALL_AGENTS = sorted(AGENTS)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def tiny_config(world: dict[str, Path], agent: str, iterations: int, seed: int = 0) -> RunConfig:
     return RunConfig(
         agent=agent,

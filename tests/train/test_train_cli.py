@@ -21,14 +21,6 @@ TINY = [
 ]  # fmt: skip
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def train_args(
     world: dict[str, Path], out: Path, agent: str = "hsrl", iterations: int = 8
 ) -> list[str]:
