@@ -58,7 +58,8 @@ def measure(world: dict[str, Path], agent: str, users: int, batch: int, device: 
     parts = build_run(config)
     with tempfile.TemporaryDirectory() as tmp:
         trainer = Trainer(parts, Path(tmp))
-        while len(trainer.buffer) < batch * 2:  # past warm-up: every timed iteration updates
+        # Past warm-up, so every timed iteration updates (offline agents never fill the buffer).
+        while trainer.logged is None and len(trainer.buffer) < batch * 2:
             trainer.step()
         for _ in range(10):
             trainer.step()
@@ -90,6 +91,7 @@ def main() -> None:
     parser.add_argument("--agents", default=",".join(sorted(AGENTS)))
     parser.add_argument("--iterations", type=int, default=200)
     parser.add_argument("--large", action="store_true", help="also 1,024 users with batch 1,024")
+    parser.add_argument("--only-large", action="store_true", help="only 1,024 users, batch 1,024")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "hsrl-bench-train")
     args = parser.parse_args()
@@ -97,7 +99,8 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     world = build_world(args.work, args.device)
-    settings = [(32, 64)] + ([(1024, 1024)] if args.large else [])
+    settings = [] if args.only_large else [(32, 64)]
+    settings += [(1024, 1024)] if args.large or args.only_large else []
     rows = []
     for users, batch in settings:
         for agent in args.agents.split(","):
@@ -106,7 +109,12 @@ def main() -> None:
             print(json.dumps(row), flush=True)
     hardware = hardware_name(device)
     suffix = f"-{torch.get_num_threads()}thread" if device.type == "cpu" else ""
-    write_result(f"train_{hardware}{suffix}", {"host": host_info(device), "rows": rows})
+    # Rows of other settings already recorded for this hardware are kept (merge by setting).
+    path = RESULTS / f"train_{hardware}{suffix}.json"
+    old = json.loads(path.read_text())["rows"] if path.exists() else []
+    fresh = {(r["agent"], r["users"], r["batch"]) for r in rows}
+    rows = [r for r in old if (r["agent"], r["users"], r["batch"]) not in fresh] + rows
+    write_result(path.stem, {"host": host_info(device), "rows": rows})
     refresh_table()
 
 
