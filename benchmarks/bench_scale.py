@@ -388,7 +388,7 @@ def markdown(results: list[dict]) -> str:
                 )
         targets = result.get("targets", {})
         if targets:
-            lines += ["", "Targets:"]
+            lines += ["", "Targets (set for one H200):"]
             for name, target in targets.items():
                 lines.append(f"- {name}: {target}")
         lines.append("")

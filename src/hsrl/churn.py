@@ -65,7 +65,9 @@ class ChurnSettings:
     """Users to evaluate on (default: test when the dataset has it)."""
     noise: float = 0.5
     """New items' feature perturbation (see hsrl.catalogue)."""
-    churn_seed: int = 0
+    churn_seeds: tuple[int, ...] = (0,)
+    """Draws of which items retire and arrive; results are averaged over them (each draw is
+    its own catalogue, so the change does not hinge on one lucky or unlucky set of items)."""
     device: str | None = None
     references: bool = False
     """Also evaluate the random and myopic-greedy reference policies on each catalogue."""
@@ -77,14 +79,16 @@ class ChurnSettings:
             raise ConfigError("--continue-iterations must not be negative")
         if self.steps < 1 or (self.continue_iterations and self.steps > self.continue_iterations):
             raise ConfigError("--steps must be between 1 and --continue-iterations")
+        if not self.churn_seeds or len(set(self.churn_seeds)) != len(self.churn_seeds):
+            raise ConfigError("--churn-seeds: give distinct seeds, e.g. 0,1,2")
         if self.ground_truth and self.simulator is not None:
             raise ConfigError("give --simulator or --ground-truth, not both")
 
-    def schedule(self, fraction: float) -> ChurnSchedule:
+    def schedule(self, fraction: float, churn_seed: int) -> ChurnSchedule:
         """Changes at the start of continued training and then evenly over its first part."""
         every = max(self.continue_iterations // self.steps, 1)
         return ChurnSchedule(
-            fraction=fraction, steps=self.steps, every=every, noise=self.noise, seed=self.churn_seed
+            fraction=fraction, steps=self.steps, every=every, noise=self.noise, seed=churn_seed
         )
 
 
@@ -158,6 +162,7 @@ def _evaluate_one(
     settings: ChurnSettings,
     work: Path,
     policy: str = "agent",
+    churn_seed: int = 0,
 ) -> dict[str, Any]:
     """One evaluation: the run (or a reference policy) on the catalogue churned by ``fraction``."""
     from hsrl.agents.reference import reference_policy
@@ -167,13 +172,13 @@ def _evaluate_one(
     config = parts.config
     catalogue = parts.catalogue
     first_new = catalogue.features.shape[0]  # ids >= this are new items
-    schedule = settings.schedule(fraction)
+    schedule = settings.schedule(fraction, churn_seed)
     changes = plan_changes(schedule, catalogue.features, catalogue.live) if fraction else []
     if mode == "continued":
         parts.config = dataclasses.replace(
             config, train=dataclasses.replace(config.train, tensorboard=False)
         )
-        log_dir = work / "continued" / run_dir.name / f"fraction_{fraction:g}"
+        log_dir = work / "continued" / run_dir.name / f"fraction_{fraction:g}_seed{churn_seed}"
         log_dir.mkdir(parents=True, exist_ok=True)
         at = schedule.iterations() if changes else []
         trainer = ChurnTrainer(parts, log_dir, changes, at)
@@ -213,6 +218,7 @@ def _evaluate_one(
         "seed": config.seed,
         "mode": mode,
         "fraction": fraction,
+        "churn_seed": churn_seed if fraction else None,
         "iteration": iteration,
         "catalogue": {
             "live": int(catalogue.live.sum()),
@@ -285,23 +291,34 @@ def run_churn(
     started = time.perf_counter()
     rows: list[dict[str, Any]] = []
     with atomic_output_dir(out, overwrite=overwrite) as tmp:
-        jobs = [(run, mode, f, "agent") for run in runs for mode in modes for f in fractions]
+        policies = [(run, "agent") for run in runs]
         if settings.references:
-            jobs += [(runs[0], "zero-shot", f, p) for p in ("random", "greedy") for f in fractions]
-        for number, (run, mode, fraction, policy) in enumerate(jobs, start=1):
-            row = _evaluate_one(run, fraction, mode, settings, tmp, policy)
+            policies += [(runs[0], "random"), (runs[0], "greedy")]
+        jobs = [
+            (run, mode, fraction, policy, seed)
+            for run, policy in policies
+            for mode in (modes if policy == "agent" else ["zero-shot"])
+            for fraction in fractions
+            for seed in (settings.churn_seeds if fraction else settings.churn_seeds[:1])
+        ]
+        for number, (run, mode, fraction, policy, seed) in enumerate(jobs, start=1):
+            row = _evaluate_one(run, fraction, mode, settings, tmp, policy, seed)
             rows.append(row)
             if progress:
                 total = row["metrics"]["total_reward"]["mean"]
                 print(
                     f"[churn {number}/{len(jobs)}] {row['agent']} {run.name} {mode} "
-                    f"f={fraction:g}: total reward {total:.3f}, new-item share "
+                    f"f={fraction:g} (churn seed {seed}): total reward {total:.3f}, new-item share "
                     f"{row['new_item_share']:.3f} ({row['wall_s']:.1f} s)",
                     flush=True,
                 )
         relative_changes(rows)
         result = {
-            "settings": {**dataclasses.asdict(settings), "fractions": list(settings.fractions)},
+            "settings": {
+                **dataclasses.asdict(settings),
+                "fractions": list(settings.fractions),
+                "churn_seeds": list(settings.churn_seeds),
+            },
             "runs": [str(r) for r in runs],
             "wall_s": round(time.perf_counter() - started, 1),
             "rows": rows,
@@ -316,7 +333,8 @@ def run_churn(
 
 # --- tables and plots ---------------------------------------------------------------------------
 def csv_table(rows: list[dict[str, Any]]) -> str:
-    header = ["run", "agent", "seed", "mode", "fraction", "iteration", "new_item_share"]
+    header = ["run", "agent", "seed", "mode", "fraction", "churn_seed", "iteration"]
+    header.append("new_item_share")
     for metric in METRICS:
         header += [f"{metric}_mean", f"{metric}_ci95_low", f"{metric}_ci95_high"]
         header += [f"{metric}_delta", f"{metric}_relative"]
@@ -328,6 +346,7 @@ def csv_table(rows: list[dict[str, Any]]) -> str:
             r["seed"],
             r["mode"],
             r["fraction"],
+            "" if r["churn_seed"] is None else r["churn_seed"],
             r["iteration"],
             r["new_item_share"],
         ]
@@ -346,7 +365,8 @@ def _csv_cell(value: Any) -> str:
 
 
 def agent_summary(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Per agent, mode and fraction: mean relative change of total reward over its runs."""
+    """Per agent, mode and fraction: mean relative change of total reward over its runs and
+    churn seeds (``cells`` of them), with the std across cells (one cell: its 95% half-width)."""
     groups: dict[tuple[str, str, float], list[dict[str, Any]]] = {}
     for r in rows:
         if "change" in r and r["fraction"] > 0:
@@ -361,7 +381,8 @@ def agent_summary(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "agent": agent,
                 "mode": mode,
                 "fraction": fraction,
-                "runs": len(members),
+                "cells": len(members),
+                "runs": len({m["run"] for m in members}),
                 "relative": float(rel.mean()),
                 # Across runs when there are several, else the one run's 95% half-width.
                 "spread": float(rel.std()) if len(members) > 1 else half,
@@ -382,7 +403,8 @@ def markdown_report(result: dict[str, Any]) -> str:
         "",
         f"Evaluation: {s['episodes']} users per cell, seed {s['eval_seed']}, "
         + ("ground-truth users" if s["ground_truth"] else "learned simulator")
-        + f"; new items: prototype + noise {s['noise']} (churn seed {s['churn_seed']})"
+        + f"; new items: prototype + noise {s['noise']}; churn seeds "
+        + ", ".join(str(seed) for seed in s["churn_seeds"])
         + (
             f"; continued training: {s['continue_iterations']} iterations, {s['steps']} change(s)"
             if s["continue_iterations"]
@@ -392,7 +414,9 @@ def markdown_report(result: dict[str, Any]) -> str:
         "",
         "## Change of total reward relative to the static catalogue",
         "",
-        "| agent | mode | runs | " + " | ".join(f"f = {f:g}" for f in s["fractions"]) + " |",
+        "| agent | mode | runs x churn seeds | "
+        + " | ".join(f"f = {f:g}" for f in s["fractions"])
+        + " |",
         "|---|---|---|" + "---|" * len(s["fractions"]),
     ]
     summary = agent_summary(rows)
@@ -410,19 +434,20 @@ def markdown_report(result: dict[str, Any]) -> str:
                 else f"{100 * cell['relative']:+.1f}% ± {100 * cell['spread']:.1f} "
                 f"(new {100 * cell['new_item_share']:.0f}%)"
             )
-        runs = next(a["runs"] for a in summary if (a["agent"], a["mode"]) == (agent, mode))
-        lines.append(f"| {agent} | {mode} | {runs} | " + " | ".join(cells) + " |")
+        first = next(a for a in summary if (a["agent"], a["mode"]) == (agent, mode))
+        size = f"{first['runs']} x {first['cells'] // first['runs']}"
+        lines.append(f"| {agent} | {mode} | {size} | " + " | ".join(cells) + " |")
     lines += [
         "",
-        "Mean relative change of total reward over the agent's runs, ± the std across runs (one "
-        "run: the 95% half-width); in brackets the share of recommended slots that held new "
-        "items (the catalogue's share of new items is f).",
+        "Mean relative change of total reward over the agent's runs and churn seeds, ± the std "
+        "across them (a single one: its 95% half-width); in brackets the share of recommended "
+        "slots that held new items (the catalogue's share of new items is f).",
         "",
         "## Every evaluation",
         "",
-        "| run | agent | mode | f | iteration | total reward | Δ total reward | depth | "
-        "click rate | new-item share |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| run | agent | mode | f | churn seed | iteration | total reward | Δ total reward | "
+        "depth | click rate | new-item share |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         m = r["metrics"]
@@ -434,7 +459,7 @@ def markdown_report(result: dict[str, Any]) -> str:
         )
         lines.append(
             f"| {Path(r['run']).name} | {r['agent']} | {r['mode']} | {r['fraction']:g} | "
-            f"{r['iteration']} | {_mean_ci(m['total_reward'])} | {delta} | "
+            f"{'-' if r['churn_seed'] is None else r['churn_seed']} | {r['iteration']} | {_mean_ci(m['total_reward'])} | {delta} | "
             f"{_mean_ci(m['depth'])} | {_mean_ci(m['click_rate'])} | "
             f"{100 * r['new_item_share']:.1f}% |"
         )

@@ -54,22 +54,29 @@ def test_churn_command_evaluates_static_and_churned_catalogues(tiny_runs, tmp_pa
     before = checkpoint.read_bytes()
     capsys.readouterr()
     args = ["churn", *runs, "--fractions", "0.5", "--episodes", "12", "--out", str(out)]
-    assert (
-        main([*args, "--continue-iterations", "6", "--steps", "2", "--references", "--json"]) == 0
-    )
+    extra = ["--continue-iterations", "6", "--steps", "2", "--churn-seeds", "0,1", "--references"]
+    assert main([*args, *extra, "--json"]) == 0
     result = json.loads(capsys.readouterr().out)  # exactly one JSON object on stdout
     assert {p.name for p in out.iterdir()} >= {"churn.json", "churn.csv", "churn.md", "churn.png"}
     assert json.loads((out / "churn.json").read_text()) == result
     rows = result["rows"]
-    cells = {(Path(r["run"]).name, r["policy"], r["mode"], r["fraction"]) for r in rows}
+
+    def cell(r):
+        return (Path(r["run"]).name, r["policy"], r["mode"], r["fraction"], r["churn_seed"])
+
+    churned = [(0.0, None), (0.5, 0), (0.5, 1)]
     expected = {
-        (name, "agent", mode, f)
+        (name, "agent", mode, f, seed)
         for name in ("hsrl", "a2c_flat")
         for mode in ("zero-shot", "continued")
-        for f in (0.0, 0.5)
-    } | {("hsrl", policy, "zero-shot", f) for policy in ("random", "greedy") for f in (0.0, 0.5)}
-    assert cells == expected
-    by_cell = {(Path(r["run"]).name, r["policy"], r["mode"], r["fraction"]): r for r in rows}
+        for f, seed in churned
+    } | {
+        ("hsrl", policy, "zero-shot", f, seed)
+        for policy in ("random", "greedy")
+        for f, seed in churned
+    }
+    assert {cell(r) for r in rows} == expected and len(rows) == len(expected)
+    by_cell = {cell(r)[:4]: r for r in rows if r["churn_seed"] in (None, 0)}
     for name in ("hsrl", "a2c_flat"):
         static = by_cell[(name, "agent", "zero-shot", 0.0)]
         churned = by_cell[(name, "agent", "zero-shot", 0.5)]
@@ -97,7 +104,7 @@ def test_churn_command_evaluates_static_and_churned_catalogues(tiny_runs, tmp_pa
     assert plain["metrics"] == by_cell[("hsrl", "agent", "zero-shot", 0.0)]["metrics"]
     # Continued training left the run itself untouched and logged under the results.
     assert checkpoint.read_bytes() == before
-    assert (out / "continued" / "hsrl" / "fraction_0.5" / "log.jsonl").is_file()
+    assert (out / "continued" / "hsrl" / "fraction_0.5_seed1" / "log.jsonl").is_file()
     with open(out / "churn.csv", newline="") as handle:
         table = list(csv.DictReader(handle))
     assert len(table) == len(rows) and "total_reward_relative" in table[0]

@@ -10,14 +10,22 @@ from hsrl.errors import ConfigError
 
 
 def _fractions(text: str) -> tuple[float, ...]:
+    return _numbers(text, float, "shares like 0.1,0.3,0.5")
+
+
+def _seeds(text: str) -> tuple[int, ...]:
+    return _numbers(text, int, "seeds like 0,1,2")
+
+
+def _numbers(text: str, kind: type, example: str) -> tuple:
     try:
-        values = tuple(float(part) for part in text.split(",") if part.strip())
+        values = tuple(kind(part) for part in text.split(",") if part.strip())
     except ValueError:
         raise argparse.ArgumentTypeError(
-            f"expected comma-separated shares like 0.1,0.3,0.5, got {text!r}"
+            f"expected comma-separated {example}, got {text!r}"
         ) from None
     if not values:
-        raise argparse.ArgumentTypeError("give at least one share")
+        raise argparse.ArgumentTypeError(f"expected comma-separated {example}")
     return values
 
 
@@ -60,7 +68,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--split", help="users to evaluate on (default: test when the dataset has it)")
     p.add_argument("--seed", type=int, default=0, help="evaluation seed")
-    p.add_argument("--churn-seed", type=int, default=0, help="which items retire and arrive")
+    p.add_argument(
+        "--churn-seeds",
+        type=_seeds,
+        default=(0,),
+        help="draws of which items retire and arrive, comma-separated; results are averaged "
+        "over them (default 0)",
+    )
     p.add_argument(
         "--noise",
         type=float,
@@ -94,7 +108,7 @@ def _churn(args: argparse.Namespace) -> int:
         simulator=str(args.simulator) if args.simulator else None,
         split=args.split,
         noise=args.noise,
-        churn_seed=args.churn_seed,
+        churn_seeds=args.churn_seeds,
         device=args.device,
         references=args.references,
     )
