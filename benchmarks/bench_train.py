@@ -45,7 +45,9 @@ def build_world(work: Path, device: str) -> dict[str, Path]:
     return {"data": data, "simulator": sim, "sid": sid}
 
 
-def measure(world: dict[str, Path], agent: str, users: int, batch: int, device: str, iterations: int) -> dict:
+def measure(
+    world: dict[str, Path], agent: str, users: int, batch: int, device: str, iterations: int
+) -> dict:
     config = RunConfig(
         agent=agent,
         data=str(world["data"]),
@@ -93,7 +95,9 @@ def main() -> None:
     parser.add_argument("--large", action="store_true", help="also 1,024 users with batch 1,024")
     parser.add_argument("--only-large", action="store_true", help="only 1,024 users, batch 1,024")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
-    parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "hsrl-bench-train")
+    parser.add_argument(
+        "--work", type=Path, default=Path(tempfile.gettempdir()) / "hsrl-bench-train"
+    )
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -16,6 +16,8 @@ def pytest_configure(config: pytest.Config) -> None:
     import torch
 
     torch.set_num_threads(1)
+
+
 RL4RS_FILES = ("item_info.csv", "rl4rs_b_train.csv", "rl4rs_b_test.csv")
 
 

@@ -23,7 +23,9 @@ def test_main_job_runs_every_step_and_prints_the_table(tmp_path, capsys):
     for folder in ("data", "simulator", "sid", "runs/hsrl_seed0"):
         assert (out / folder).is_dir()
     summary = json.loads((out / "results.json").read_text())
-    policies = {(r["agent"], r["evaluation"]["simulator"] == "ground_truth") for r in summary["results"]}
+    policies = {
+        (r["agent"], r["evaluation"]["simulator"] == "ground_truth") for r in summary["results"]
+    }
     assert policies == {(p, t) for p in ("hsrl", "random", "greedy") for t in (False, True)}
     assert all(r["metrics"]["depth"]["n"] == 30 for r in summary["results"])
     # A second call reuses every finished step (nothing is trained again).

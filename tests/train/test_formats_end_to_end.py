@@ -13,7 +13,9 @@ from hsrl.cli import main
 GENRES = ["Action", "Comedy", "Drama", "Horror", "Romance", "Thriller"]
 
 
-def write_synthetic_ml1m(folder: Path, users: int = 40, movies: int = 80, per_user: int = 60) -> Path:
+def write_synthetic_ml1m(
+    folder: Path, users: int = 40, movies: int = 80, per_user: int = 60
+) -> Path:
     """A small random dataset in the exact ml-1m `.dat` formats (MovieLens is not shipped)."""
     rng = np.random.default_rng(0)
     folder.mkdir(parents=True)
@@ -23,9 +25,7 @@ def write_synthetic_ml1m(folder: Path, users: int = 40, movies: int = 80, per_us
         lines.append(f"{movie}::Movie {movie} (1999)::{genres}")
     (folder / "movies.dat").write_text("\n".join(lines) + "\n", encoding="latin-1")
     ages = [1, 18, 25, 35, 45, 50, 56]
-    lines = [
-        f"{u}::{'MF'[u % 2]}::{ages[u % 7]}::{u % 21}::0000{u}" for u in range(1, users + 1)
-    ]
+    lines = [f"{u}::{'MF'[u % 2]}::{ages[u % 7]}::{u % 21}::0000{u}" for u in range(1, users + 1)]
     (folder / "users.dat").write_text("\n".join(lines) + "\n", encoding="latin-1")
     lines = []
     for u in range(1, users + 1):
@@ -38,8 +38,25 @@ def write_synthetic_ml1m(folder: Path, users: int = 40, movies: int = 80, per_us
 
 def run_hsrl(tmp_path: Path, data: Path, codes: int) -> dict:
     sim, sid, run = tmp_path / "sim", tmp_path / "sid", tmp_path / "run"
-    assert main(["simulator", "train", "--data", str(data), "--out", str(sim), "--epochs", "1", "--no-progress"]) == 0
-    assert main(["sid", "build", "--data", str(data), "--out", str(sid), "--codes", str(codes)]) == 0
+    assert (
+        main(
+            [
+                "simulator",
+                "train",
+                "--data",
+                str(data),
+                "--out",
+                str(sim),
+                "--epochs",
+                "1",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(["sid", "build", "--data", str(data), "--out", str(sid), "--codes", str(codes)]) == 0
+    )
     args = [
         "train", "--agent", "hsrl", "--data", str(data), "--simulator", str(sim), "--sid", str(sid),
         "--out", str(run), "--iterations", "6", "--no-progress", "--set", "train.warmup=16",
