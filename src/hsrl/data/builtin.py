@@ -45,6 +45,7 @@ from hsrl.config import to_dict
 from hsrl.data.prepared import write_prepared
 from hsrl.errors import ConfigError, DataError, HsrlError
 from hsrl.io import atomic_output_dir, load_arrays, save_arrays
+from hsrl.simulator.history import append_positive
 
 GROUND_TRUTH_VERSION = 1
 SLATE_SIZE = 9  # an RL4RS page: three rows of three items
@@ -770,27 +771,6 @@ def _sample_portrait(latent: torch.Tensor, gen: torch.Generator) -> torch.Tensor
 # behaviour policy and session simulation
 
 
-def _append_clicked(
-    history: torch.Tensor, slate: torch.Tensor, response: torch.Tensor
-) -> torch.Tensor:
-    """Append the clicked items of each slate (slot order) to the history; keep the width.
-
-    history (B, H), slate (B, K), response (B, K) 0/1 -> (B, H). The history keeps its padding
-    in front, so padding leaves on the left as items arrive (the env's history update does the
-    same). No sort: clicks are compacted by their rank among the clicks, then the window of
-    the H latest entries of [history, clicks] is gathered.
-    """
-    batch, width = history.shape
-    size = slate.shape[1]
-    clicked = response > 0  # (B, K)
-    rank = torch.cumsum(clicked, dim=1) - 1
-    target = torch.where(clicked, rank, torch.full_like(rank, size))  # non-clicks: scratch column
-    compact = slate.new_zeros((batch, size + 1)).scatter_(1, target, slate)  # (B, K + 1)
-    joined = torch.cat((history, compact[:, :size]), dim=1)  # (B, H + K)
-    count = clicked.sum(dim=1, keepdim=True)  # (B, 1)
-    return joined.gather(1, torch.arange(width, device=history.device) + count)
-
-
 class _BehaviourPolicy:
     """The logging policy: per row of the page, sample 3 items of that row's location.
 
@@ -898,7 +878,7 @@ def simulate_logs(
             prob = model.click_probability(user, past, slate)
             uniform = torch.rand(prob.shape, generator=device_gen, device=device)
             response = (uniform < prob).to(torch.uint8)  # (B, 9)
-            history[block_dev] = _append_clicked(past, slate, response)
+            history[block_dev] = append_positive(past, slate, response)
             is_logged = (warmup[block] <= step).cpu()
             if bool(is_logged.any()):
                 rows = (offset[block] + step - warmup[block])[is_logged]
