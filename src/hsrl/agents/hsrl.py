@@ -206,11 +206,12 @@ class HSRLAgent(Agent):
         nll = -chosen.sum(dim=-1).mean(dim=-1)  # (B,)
         actor_loss = (advantage * nll).mean() - cfg.entropy_coef * entropy.mean()
 
+        # The critic reads detached contexts and the advantage is detached, so one backward
+        # pass of the sum gives each network exactly its own loss's gradients.
         self.critic_optimizer.zero_grad(set_to_none=True)
-        critic_loss.backward()
-        self.critic_optimizer.step()
         self.actor_optimizer.zero_grad(set_to_none=True)
-        actor_loss.backward()
+        (critic_loss + actor_loss).backward()
+        self.critic_optimizer.step()
         self.actor_optimizer.step()
 
         soft_update(self.target["encoder"], self.encoder, cfg.target_tau)
