@@ -109,6 +109,10 @@ def evaluate_run(
     elif split not in dataset_splits:
         raise ConfigError(f"--split {split!r}: the dataset has {', '.join(dataset_splits)}")
     sim_dir = simulator if simulator is not None else config.simulator
+    if sim_dir is None and not ground_truth:
+        if not config.env.ground_truth:
+            raise ConfigError("no simulator to evaluate on: pass --simulator DIR or --ground-truth")
+        ground_truth = True  # a run trained on the true users is evaluated on them by default
     env = build_env(
         config.data,
         sim_dir,

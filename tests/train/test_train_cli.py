@@ -131,3 +131,18 @@ def test_checkpoint_of_another_architecture_is_refused(tiny_world, tmp_path, cap
     (run / "config.json").write_text(json.dumps(config))
     assert main(["evaluate", str(run), "--episodes", "5"]) == 1
     assert "does not match" in capsys.readouterr().err
+
+
+def test_run_trained_on_the_ground_truth_evaluates_on_it_by_default(tiny_world, tmp_path, capsys):
+    run = tmp_path / "run"
+    args = train_args(tiny_world, run, iterations=3)
+    i = args.index("--simulator")
+    del args[i : i + 2]
+    assert main([*args, "--ground-truth"]) == 0
+    assert json.loads((run / "config.json").read_text())["env"]["ground_truth"] is True
+    capsys.readouterr()
+    assert main(["evaluate", str(run), "--episodes", "6", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["evaluation"]["simulator"] == "ground_truth"
+    sim = str(tiny_world["simulator"])
+    assert main(["evaluate", str(run), "--episodes", "6", "--simulator", sim, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["evaluation"]["simulator"] == sim
