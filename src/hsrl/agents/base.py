@@ -129,10 +129,16 @@ def adam(params, lr: float, weight_decay: float) -> torch.optim.Adam:
 
 @torch.no_grad()
 def soft_update(target: nn.Module, source: nn.Module, tau: float) -> None:
-    """target <- (1 - tau) target + tau source, in one fused op per parameter list."""
-    target_params = list(target.parameters())
-    source_params = list(source.parameters())
-    torch._foreach_lerp_(target_params, source_params, tau)
+    """target <- (1 - tau) target + tau source, in one fused op per parameter list.
+
+    The parameter lists are cached on the target module (walking the module tree each update
+    costs more than the update itself for these small networks).
+    """
+    cache = target.__dict__.get("_soft_update_pairs")
+    if cache is None or cache[0] is not source:
+        cache = (source, list(target.parameters()), list(source.parameters()))
+        target.__dict__["_soft_update_pairs"] = cache
+    torch._foreach_lerp_(cache[1], cache[2], tau)
 
 
 def td_target(

@@ -106,15 +106,10 @@ class HSRLAgent(Agent):
             learn_weights=config.learn_token_weights,
             single_level=config.single_critic,
         )
-        self.target = freeze(
-            nn.ModuleDict(
-                {
-                    "encoder": copy.deepcopy(self.encoder),
-                    "policy": copy.deepcopy(self.policy),
-                    "critic": copy.deepcopy(self.critic),
-                }
-            )
-        )
+        online = {"encoder": self.encoder, "policy": self.policy, "critic": self.critic}
+        self.target = freeze(nn.ModuleDict({k: copy.deepcopy(m) for k, m in online.items()}))
+        # The online networks in the same order as the targets (not registered twice).
+        self.__dict__["_online"] = nn.ModuleDict(online)
         actor_params = list(self.encoder.parameters()) + list(self.policy.parameters())
         critic_params = [p for p in self.critic.parameters() if p.requires_grad]
         self.actor_optimizer = adam(
@@ -214,9 +209,7 @@ class HSRLAgent(Agent):
         self.critic_optimizer.step()
         self.actor_optimizer.step()
 
-        soft_update(self.target["encoder"], self.encoder, cfg.target_tau)
-        soft_update(self.target["policy"], self.policy, cfg.target_tau)
-        soft_update(self.target["critic"], self.critic, cfg.target_tau)
+        soft_update(self.target, self._online, cfg.target_tau)
         return {
             "loss/critic": critic_loss.detach(),
             "loss/actor": actor_loss.detach(),

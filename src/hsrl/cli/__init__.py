@@ -40,10 +40,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--threads",
         type=int,
-        default=1,
+        default=0,
         metavar="N",
-        help="torch CPU threads (default 1: the networks are small, and on few cores extra "
-        "threads cost more in hand-offs than they gain; 0 keeps torch's default)",
+        help="torch CPU threads (default 0: torch's choice, one per core; on a machine busy "
+        "with other work, 1 is much faster for these small networks)",
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     subparsers.required = True
