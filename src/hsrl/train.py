@@ -436,7 +436,7 @@ def resume(run_dir: str | Path, iterations: int, *, progress: bool = True) -> Pa
         trainer.load_checkpoint_state(state)
     except (KeyError, RuntimeError, ValueError) as exc:
         raise CheckpointError(
-            f"{run_dir}: checkpoint does not match the run's config ({exc})"
+            f"{run_dir}: checkpoint does not match the run's config ({_short(exc)})"
         ) from exc
     trainer.run(trainer.iteration + iterations, progress=progress)
     return run_dir
@@ -453,7 +453,7 @@ def load_agent(run_dir: str | Path, device: str | torch.device | None = None):
         parts.agent.load_training_state(state["agent"])
     except (KeyError, RuntimeError, ValueError) as exc:
         raise CheckpointError(
-            f"{run_dir}: checkpoint does not match the run's agent ({exc})"
+            f"{run_dir}: checkpoint does not match the run's agent ({_short(exc)})"
         ) from exc
     parts.agent.eval()
     return parts, int(state["iteration"])

@@ -303,9 +303,3 @@ def _rank_in_runs(sorted_keys: torch.Tensor) -> torch.Tensor:
     starts = torch.ones(n, dtype=torch.bool, device=sorted_keys.device)
     starts[1:] = sorted_keys[1:] != sorted_keys[:-1]
     return position - torch.cummax(torch.where(starts, position, 0), 0).values
-
-
-def _sq_dist(x: torch.Tensor, centroids: torch.Tensor) -> torch.Tensor:
-    """Squared distances ``(n, V)`` of vectors ``(n, F)`` to centroids ``(V, F)``."""
-    d = torch.addmm((centroids * centroids).sum(1), x, centroids.t(), beta=1.0, alpha=-2.0)
-    return (d + (x * x).sum(1, keepdim=True)).clamp_min_(0)
