@@ -115,3 +115,24 @@ def test_training_is_deterministic_under_a_seed(tiny_world, tmp_path, agent):
     c = train(tiny_config(tiny_world, agent, 8, seed=4), tmp_path / "c", progress=False)
     differs = any(not torch.equal(params(a)[k], params(c)[k]) for k in params(a))
     assert differs
+
+
+@pytest.mark.parametrize(
+    "ablation",
+    [
+        {"residual": "none"},
+        {"residual": "sampled"},
+        {"single_critic": True},
+        {"learn_token_weights": False},
+        {"decoding": "beam", "beam_width": 16},
+    ],
+)
+def test_hsrl_ablations_train_through_the_shared_loop(tiny_world, tmp_path, ablation):
+    config = tiny_config(tiny_world, "hsrl", 8)
+    config = RunConfig(**{**config.__dict__, "agent_config": {**config.agent_config, **ablation}})
+    run = train(config, tmp_path / "run", progress=False)
+    state = params(run)
+    frozen = torch.equal(state["critic.omega"], torch.zeros_like(state["critic.omega"]))
+    # The level weights move only when they are learned and the multi-level critic is used.
+    uses_weights = ablation.get("learn_token_weights", True) and not ablation.get("single_critic")
+    assert frozen != uses_weights
