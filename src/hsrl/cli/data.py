@@ -41,7 +41,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     i.set_defaults(func=_info)
 
 
-def _parse_options(pairs: list[str]) -> dict[str, str]:
+def parse_options(pairs: list[str]) -> dict[str, str]:
     from hsrl.errors import ConfigError
 
     options = {}
@@ -60,7 +60,7 @@ def _prepare(args: argparse.Namespace) -> int:
         out=args.out,
         seed=args.seed,
         overwrite=args.overwrite,
-        options=_parse_options(args.option),
+        options=parse_options(args.option),
     )
     print(format_summary(summarize(load_prepared(out))))
     return 0

@@ -53,7 +53,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from hsrl.cli.data import _parse_options
+    from hsrl.cli.data import parse_options
     from hsrl.errors import ConfigError
     from hsrl.pipeline import PipelineConfig, run_pipeline
 
@@ -71,7 +71,7 @@ def _run(args: argparse.Namespace) -> int:
         iterations=args.iterations,
         simulator_epochs=args.simulator_epochs,
         episodes=args.episodes,
-        data_options=_parse_options(args.option),
+        data_options=parse_options(args.option),
     )
     run_pipeline(config, progress=not args.no_progress)
     return 0
