@@ -331,7 +331,6 @@ class Trainer:
         window_start = time.perf_counter()
         window_iterations = 0
         losses: dict[str, list[torch.Tensor]] = {}
-        episodes: dict[str, list[torch.Tensor]] = {}
         self.parts.agent.train()
         try:
             while self.iteration < until:
@@ -339,19 +338,20 @@ class Trainer:
                 window_iterations += 1
                 for key, value in metrics.items():
                     losses.setdefault(key, []).append(value)
-                for key, value in self.parts.env.pop_finished_episodes().items():
-                    episodes.setdefault(key, []).append(value)
                 bar.update(1)
                 last = self.iteration == until
                 if self.iteration % self.settings.log_every == 0 or last:
                     elapsed = max(time.perf_counter() - window_start, 1e-9)
+                    # Episodes are popped once per window: the env keeps them on the device
+                    # until then, so the hot loop has no host sync for them.
+                    episodes = self.parts.env.pop_finished_episodes()
                     record = self._log_record(losses, episodes, window_iterations / elapsed)
                     logger.log(record)
                     bar.set_postfix(
                         reward=f"{record.get('episode/total_reward', math.nan):.2f}",
                         depth=f"{record.get('episode/depth', math.nan):.1f}",
                     )
-                    losses, episodes = {}, {}
+                    losses = {}
                     window_start, window_iterations = time.perf_counter(), 0
                 if self.iteration % self.settings.checkpoint_every == 0 or last:
                     self.save_checkpoint()
@@ -362,7 +362,7 @@ class Trainer:
     def _log_record(
         self,
         losses: dict[str, list[torch.Tensor]],
-        episodes: dict[str, list[torch.Tensor]],
+        episodes: dict[str, torch.Tensor],
         iterations_per_s: float,
     ) -> dict[str, Any]:
         record: dict[str, Any] = {
@@ -374,13 +374,11 @@ class Trainer:
         }
         for key, values in losses.items():
             record[key] = float(torch.stack(values).mean())
-        if episodes:
-            finished = {k: torch.cat(v) for k, v in episodes.items()}
-            count = next(iter(finished.values())).numel()
-            record["episode/count"] = int(count)
-            if count:
-                for key, values in finished.items():
-                    record[f"episode/{key}"] = float(values.float().mean())
+        count = next(iter(episodes.values())).numel()
+        record["episode/count"] = int(count)
+        if count:
+            for key, values in episodes.items():
+                record[f"episode/{key}"] = float(values.float().mean())
         return record
 
 
