@@ -1,3 +1,7 @@
+"""``python -m hsrl ...``: the same command line as the ``hsrl`` script."""
+
+import sys
+
 from hsrl.cli import main
 
-raise SystemExit(main())
+sys.exit(main())

@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from hsrl.agents import Agent, Catalogue, EnvSpec, agent_class, agent_config, build_agent
+from hsrl.agents import Action, Agent, Catalogue, EnvSpec, agent_class, agent_config, build_agent
 from hsrl.config import from_dict, load_config, save_config, to_dict
 from hsrl.device import resolve_device
 from hsrl.errors import CheckpointError, ConfigError, HsrlError
@@ -61,6 +61,9 @@ class TrainSettings:
     keep_checkpoints: bool = False
     """Keep every periodic checkpoint (otherwise only last.pt)."""
     tensorboard: bool = True
+    cuda_graphs: bool = True
+    """On CUDA, replay each update from a captured CUDA graph (see hsrl.graphed); no effect
+    on the CPU."""
 
     def __post_init__(self) -> None:
         for name in (
@@ -132,6 +135,9 @@ def build_env(
         max_steps=settings.max_steps or None,
         split=settings.split if split is None else split,
         device=str(device),
+        # Slates come from the agents; checking them without a host sync lets the GPU run
+        # ahead of Python (an invalid id still raises, at the next log window).
+        check_actions="deferred",
     )
     return make_env(
         data,
@@ -191,12 +197,28 @@ class Trainer:
         self.iteration = 0
         self.env_steps = 0
         self.obs, _ = parts.env.reset(seed=cfg.seed)
+        # What one iteration calls to act and to learn: the agent's own methods, or on CUDA
+        # the same methods replayed from captured graphs (hsrl.graphed).
+        self.act: Any = self._act_eagerly
+        self.update: Any = parts.agent.update
+        if device.type == "cuda" and self.settings.cuda_graphs:
+            from hsrl.graphed import GraphedAct, GraphedUpdate, graphs_supported
+
+            if graphs_supported():
+                self.act = GraphedAct(parts.agent, self.act_generator)
+                self.update = GraphedUpdate(parts.agent)
         self.logged = None
         if getattr(parts.agent, "offline", False):
             from hsrl.data.prepared import load_prepared
 
             split = cfg.env.split
             self.logged = load_prepared(cfg.data, splits=[split]).split(split).to(device)
+
+    def close(self) -> None:
+        """Release captured CUDA graphs (and the memory they hold)."""
+        for graphed in (self.act, self.update):
+            if hasattr(graphed, "reset"):
+                graphed.reset()
 
     # checkpoints
     def checkpoint_state(self) -> dict[str, Any]:
@@ -224,6 +246,9 @@ class Trainer:
         self.iteration = int(state["iteration"])
         self.env_steps = int(state["env_steps"])
         self.parts.agent.load_training_state(state["agent"])
+        for graphed in (self.act, self.update):  # captured graphs read the replaced states
+            if hasattr(graphed, "reset"):
+                graphed.reset()
         self.buffer.load_state_dict(state["replay"])
         self.parts.env.load_state_dict(state["env"])
         self.obs = {k: v.to(self.parts.device) for k, v in state["obs"].items()}
@@ -256,7 +281,7 @@ class Trainer:
         # Acting uses the networks in eval mode (no dropout): exploration comes from the
         # agent's own sampling or noise, and acting is cheaper.
         parts.agent.acting(True)
-        action = parts.agent.act(self.obs, explore=True, generator=self.act_generator)
+        action = self.act(self.obs)
         parts.agent.acting(False)
         next_obs, reward, terminated, truncated, info = parts.env.step(action.slate)
         final = info.get("final_observation")
@@ -282,11 +307,14 @@ class Trainer:
         metrics: dict[str, torch.Tensor] = {}
         if len(self.buffer) >= max(self.settings.warmup, 1):
             for _ in range(self.settings.updates_per_iteration):
-                metrics = parts.agent.update(
+                metrics = self.update(
                     self.buffer.sample(self.settings.batch_size, self.replay_generator)
                 )
         self.iteration += 1
         return metrics
+
+    def _act_eagerly(self, obs: dict[str, torch.Tensor]) -> Action:
+        return self.parts.agent.act(obs, explore=True, generator=self.act_generator)
 
     def offline_step(self) -> dict[str, torch.Tensor]:
         """Offline agents learn from the logged records only; the environment is not stepped."""
@@ -300,7 +328,7 @@ class Trainer:
         ).to(self.parts.device)
         n = index.shape[0]
         zeros = torch.zeros(n, device=self.parts.device)
-        metrics = self.parts.agent.update(
+        metrics = self.update(
             Batch(
                 user_profile=logged.user_profile[index],
                 history=logged.history[index],
@@ -398,7 +426,10 @@ def train(
     run_dir.mkdir(parents=True, exist_ok=True)
     save_config(config, run_dir / CONFIG_FILE)
     trainer = Trainer(parts, run_dir)
-    trainer.run(config.train.iterations, progress=progress)
+    try:
+        trainer.run(config.train.iterations, progress=progress)
+    finally:
+        trainer.close()
     return run_dir
 
 
@@ -436,7 +467,10 @@ def resume(run_dir: str | Path, iterations: int, *, progress: bool = True) -> Pa
         raise CheckpointError(
             f"{run_dir}: checkpoint does not match the run's config ({_short(exc)})"
         ) from exc
-    trainer.run(trainer.iteration + iterations, progress=progress)
+    try:
+        trainer.run(trainer.iteration + iterations, progress=progress)
+    finally:
+        trainer.close()
     return run_dir
 
 

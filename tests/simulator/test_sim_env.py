@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from hsrl.data.prepared import load_prepared
-from hsrl.errors import HsrlError
+from hsrl.errors import ConfigError, HsrlError
 from hsrl.simulator import (
     EnvConfig,
     GroundTruthBackend,
@@ -155,6 +155,26 @@ def test_invalid_actions_raise(dataset):
     with pytest.raises(InvalidActionError, match="torch.Tensor"):
         env.step(two_clicks(6).tolist())
     env.step(two_clicks(6))  # the env is still usable
+
+
+def test_deferred_check_raises_at_the_next_pop_or_state_dict(dataset):
+    env = rule_env(dataset, check_actions="deferred")
+    env.reset(seed=0)
+    env.step(two_clicks(6))
+    assert env.pop_finished_episodes()["depth"].numel() >= 0  # valid slates: nothing raised
+    bad = two_clicks(6)
+    bad[4, 0] = NUM_ITEMS + 3
+    env.step(bad)  # no host sync, so nothing is known yet
+    env.step(two_clicks(6))
+    with pytest.raises(InvalidActionError, match=f"item id {NUM_ITEMS + 3}.*deferred"):
+        env.pop_finished_episodes()
+    env.pop_finished_episodes()  # reported once
+    bad[4, 0] = 0
+    env.step(bad)
+    with pytest.raises(InvalidActionError, match="padding id 0"):
+        env.state_dict()
+    with pytest.raises(ConfigError, match="check_actions"):
+        EnvConfig(check_actions="later")
 
 
 def test_determinism_under_seed(dataset):

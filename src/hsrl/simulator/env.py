@@ -3,7 +3,8 @@
 B simulated users step in parallel on one device; every quantity is a tensor and no step loops
 over users in Python. One step:
 
-1. validate the slate (B, K) of item ids (one min/max check, skippable);
+1. validate the slate (B, K) of item ids (one min/max check with a host sync; or deferred to
+   the next ``pop_finished_episodes``, or skipped: ``EnvConfig.check_actions``);
 2. click probabilities (B, K) from the response backend (learned model or ground truth);
 3. responses ~ Bernoulli(p) with the env's own ``torch.Generator``;
 4. reward (B,) from a registered reward function of the responses;
@@ -42,6 +43,8 @@ from hsrl.simulator.rewards import get_reward
 
 # Finished-episode rows are kept per step and compacted (one host sync) this often.
 _COMPACT_EVERY = 64
+# "No invalid id seen" for the deferred slate check (below every possible id).
+_NO_ID = torch.iinfo(torch.long).min
 
 
 def canonical_device(device: torch.device) -> torch.device:
@@ -75,8 +78,10 @@ class EnvConfig:
     """Which split's logged records new users are sampled from."""
     device: str = "cpu"
     """Where the users live: cpu, cuda, cuda:N or auto."""
-    check_actions: bool = True
-    """Check item ids of every slate (one host sync per step); turn off for the last bit of speed."""
+    check_actions: bool | str = True
+    """Check the item ids of every slate. True: before the step (one host sync per step);
+    "deferred": on the device without a sync, raising at the next ``pop_finished_episodes`` or
+    ``state_dict`` (a training loop's pace: the GPU keeps working ahead); False: never."""
 
     def __post_init__(self) -> None:
         if self.num_users < 1:
@@ -87,6 +92,10 @@ class EnvConfig:
             raise ConfigError(f"history_length: must be at least 1, got {self.history_length}")
         if self.max_steps is not None and self.max_steps < 1:
             raise ConfigError(f"max_steps: must be at least 1, got {self.max_steps}")
+        if self.check_actions not in (True, False, "deferred"):
+            raise ConfigError(
+                f"check_actions: must be true, false or 'deferred', got {self.check_actions!r}"
+            )
         if not self.initial_temper >= 1.0:
             raise ConfigError(f"initial_temper: must be at least 1, got {self.initial_temper}")
 
@@ -174,6 +183,8 @@ class RecEnv:
         self._generator.seed()
         self._pending: list[tuple[torch.Tensor, ...]] = []
         self._finished: list[dict[str, torch.Tensor]] = []
+        self._deferred_invalid: torch.Tensor | None = None
+        """Largest invalid item id seen by the deferred check (or _NO_ID), on the device."""
         self._started = False
 
     # ------------------------------------------------------------------ description
@@ -248,7 +259,7 @@ class RecEnv:
         """Show one slate (B, K) of item ids to every user; see the module docs."""
         if not self._started:
             raise HsrlError("RecEnv.step called before reset()")
-        self._check_slate(slate)
+        slate = self._check_slate(slate)
         k = self.slate_size
         with torch.no_grad():
             state = UserState(
@@ -327,6 +338,7 @@ class RecEnv:
         Keys: ``total_reward`` (sum of r), ``depth`` (steps, long), ``avg_reward``,
         ``click_rate`` (clicks / (depth K)), ``truncated`` (bool: ended by max_steps).
         """
+        self._raise_deferred_invalid()
         self._compact()
         finished, self._finished = self._finished, []
         if not finished:
@@ -349,6 +361,7 @@ class RecEnv:
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue exactly where the env is (tensors and ints only,
         so it loads with ``torch.load(weights_only=True)``); unpopped episodes included."""
+        self._raise_deferred_invalid()
         self._compact()
         state: dict[str, Any] = {
             "num_users": self.num_users,
@@ -385,6 +398,7 @@ class RecEnv:
         except (KeyError, TypeError, AttributeError, RuntimeError) as exc:
             raise CheckpointError(f"env state is damaged or from another version ({exc})") from exc
         self._pending, self._finished = [], finished
+        self._deferred_invalid = None
         self._started = bool(state["started"])
         for key, value in values.items():
             setattr(self, f"_{key}", value)
@@ -400,7 +414,8 @@ class RecEnv:
             self.num_records, (self.num_users,), generator=self._generator, device=self.device
         )
 
-    def _check_slate(self, slate: torch.Tensor) -> None:
+    def _check_slate(self, slate: torch.Tensor) -> torch.Tensor:
+        """The slate to step with (clamped into the item table under the deferred check)."""
         expected = (self.num_users, self.slate_size)
         if not isinstance(slate, torch.Tensor):
             raise InvalidActionError(f"slate: expected a torch.Tensor, got {type(slate).__name__}")
@@ -412,6 +427,15 @@ class RecEnv:
             raise InvalidActionError(f"slate: dtype {slate.dtype}, expected torch.int64 item ids")
         if slate.device != self.device:
             raise InvalidActionError(f"slate: on {slate.device}, the env is on {self.device}")
+        if self.config.check_actions == "deferred":
+            inside = slate.clamp(0, self.num_items)
+            invalid = (slate != inside) | (slate == 0)
+            if self.live is not None:
+                invalid = invalid | ~self.live[inside]
+            worst = torch.where(invalid, slate, _NO_ID).max()
+            previous = self._deferred_invalid
+            self._deferred_invalid = worst if previous is None else torch.maximum(previous, worst)
+            return inside
         if self.config.check_actions:
             checks = list(torch.aminmax(slate))
             if self.live is not None:
@@ -419,15 +443,26 @@ class RecEnv:
                 checks.append(torch.where(shown, 0, slate).max())  # a retired id, or 0
             low, high, *retired = torch.stack(checks).tolist()  # one host sync
             if low < 1 or high > self.num_items:
-                bad = low if low < 1 else high
-                what = "the padding id 0" if bad == 0 else f"item id {bad}"
-                raise InvalidActionError(
-                    f"slate holds {what}; valid item ids are 1..{self.num_items}"
-                )
+                raise InvalidActionError(self._invalid_message(low if low < 1 else high))
             if retired and retired[0] > 0:
-                raise InvalidActionError(
-                    f"slate holds item {retired[0]}, which is not in the live catalogue"
-                )
+                raise InvalidActionError(self._invalid_message(retired[0]))
+        return slate
+
+    def _invalid_message(self, item: int) -> str:
+        if 1 <= item <= self.num_items:
+            return f"slate holds item {item}, which is not in the live catalogue"
+        what = "the padding id 0" if item == 0 else f"item id {item}"
+        return f"slate holds {what}; valid item ids are 1..{self.num_items}"
+
+    def _raise_deferred_invalid(self) -> None:
+        if self._deferred_invalid is None:
+            return
+        worst, self._deferred_invalid = int(self._deferred_invalid), None
+        if worst != _NO_ID:
+            raise InvalidActionError(
+                self._invalid_message(worst) + " (found by the deferred slate check, which "
+                "reports at the next pop_finished_episodes or state_dict)"
+            )
 
     def _compact(self) -> None:
         if not self._pending:
