@@ -10,13 +10,15 @@ tensors and replay the graph, which runs the same kernels on the same parameters
 inside a graph come from the default CUDA generator (dropout) or from a generator registered
 with the graph (the acting generator); a replay advances their offsets as eager calls would.
 
-A graph is captured again whenever what it read by address changes: the catalogue's tensors (a
-catalogue swap or churn), the input shapes, or the agent's optimiser state (after loading a
-checkpoint; call ``reset``).
+A graph is captured again whenever what it read by address changes: the catalogue's tensors or
+its SID index (a catalogue swap or churn), the input shapes, or the agent's optimiser state
+(after loading a checkpoint; call ``reset``). A step that cannot be captured (an agent whose
+step synchronises with the host, say) runs eagerly from then on, with a warning.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -32,14 +34,19 @@ def _catalogue_key(agent: Any) -> tuple:
     catalogue = agent.catalogue
     tensors = [catalogue.features, catalogue.live]
     sid = getattr(catalogue, "sid", None)
+    sid_changes = -1
     if sid is not None:
         tensors += [sid.item_sid, sid.live]
-    return (id(catalogue), tuple((t.data_ptr(), tuple(t.shape)) for t in tensors))
+        sid_changes = len(sid.changes)  # items added or retired rebuild its prefix tree
+    pointers = tuple((t.data_ptr(), tuple(t.shape)) for t in tensors)
+    return (id(catalogue), pointers, sid_changes)
 
 
 class GraphedCall:
     """``fn(inputs) -> outputs`` (dicts of tensors) run eagerly ``eager_calls`` times, then
     captured and replayed. ``generators`` are the non-default CUDA generators ``fn`` draws from."""
+
+    name = "step"
 
     def __init__(
         self,
@@ -56,6 +63,8 @@ class GraphedCall:
         self.generators = generators
         self.captures = 0
         """How many times a graph was captured (for tests and logs)."""
+        self.failed: str | None = None
+        """Why capture failed, once it has (every call then runs eagerly)."""
         self.reset()
 
     def reset(self) -> None:
@@ -75,10 +84,21 @@ class GraphedCall:
             self.reset()
             self.key = key
         if self.graph is None:
-            if self.eager_left > 0:
+            if self.eager_left > 0 or self.failed is not None:
                 self.eager_left -= 1
                 return self._eager(inputs)
-            self._capture(inputs)
+            try:
+                self._capture(inputs)
+            except RuntimeError as exc:  # torch reports capture errors as RuntimeError
+                self.failed = f"{exc.__class__.__name__}: {exc}".splitlines()[0]
+                warnings.warn(
+                    f"{self.name}: cannot be captured as a CUDA graph, running eagerly "
+                    f"({self.failed})",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
+                self.reset()
+                return self._eager(inputs)
         assert self.graph is not None
         for name, value in inputs.items():
             self.inputs[name].copy_(value)
@@ -111,6 +131,8 @@ class GraphedUpdate(GraphedCall):
     """Callable like ``agent.update(batch)``: forward, backward, optimiser steps and target
     soft updates in one graph."""
 
+    name = "update"
+
     def __init__(self, agent: Any, eager_calls: int = 3):
         for optimizer in agent.optimizers().values():
             for group in optimizer.param_groups:
@@ -123,6 +145,8 @@ class GraphedUpdate(GraphedCall):
 
 class GraphedAct(GraphedCall):
     """Callable like ``agent.act(obs, explore=True, generator=generator)``."""
+
+    name = "act"
 
     def __init__(self, agent: Any, generator: torch.Generator, eager_calls: int = 3):
         def act(obs: Tensors) -> Tensors:

@@ -14,23 +14,25 @@ from hsrl.train import EnvSettings, RunConfig, Trainer, TrainSettings, build_run
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
 
-def dropout_free(agent: str) -> dict:
+def dropout_free(agent: str, **options) -> dict:
     """Agent options without dropout, so eager and graphed runs draw no random masks."""
     fields = {f.name for f in dataclasses.fields(agent_class(agent).config_class)}
-    options: dict = {"encoder": {"dim": 16, "heads": 2, "feedforward": 32, "dropout": 0.0}}
+    options["encoder"] = {"dim": 16, "heads": 2, "feedforward": 32, "dropout": 0.0}
     if "critic_dropout" in fields:
         options["critic_dropout"] = 0.0
     return options
 
 
-def trained(world: dict[str, Path], agent: str, graphs: bool, tmp: Path, iterations: int):
+def trained(
+    world: dict[str, Path], agent: str, graphs: bool, tmp: Path, iterations: int, **options
+):
     config = RunConfig(
         agent=agent,
         data=str(world["data"]),
         simulator=str(world["simulator"]),
         sid=str(world["sid"]),
         device="cuda",
-        agent_config=dropout_free(agent),
+        agent_config=dropout_free(agent, **options),
         env=EnvSettings(num_users=8),
         train=TrainSettings(
             batch_size=16, warmup=16, replay_capacity=500, tensorboard=False, cuda_graphs=graphs
@@ -42,11 +44,20 @@ def trained(world: dict[str, Path], agent: str, graphs: bool, tmp: Path, iterati
     return trainer
 
 
-@pytest.mark.parametrize("agent", sorted(AGENTS))
-def test_graphed_updates_match_eager_updates(tiny_world, tmp_path, agent):
-    eager = trained(tiny_world, agent, False, tmp_path / "eager", 20)
-    graphed = trained(tiny_world, agent, True, tmp_path / "graphed", 20)
+VARIANTS = [(agent, {}) for agent in sorted(AGENTS)] + [
+    ("hsrl", {"decoding": "beam", "beam_width": 16}),
+    ("hsrl", {"residual": "sampled"}),
+    ("hsrl", {"explore_epsilon": 0.1}),
+    ("ddpg", {"explore": "sample"}),
+]
+
+
+@pytest.mark.parametrize(("agent", "options"), VARIANTS)
+def test_graphed_steps_match_eager_steps(tiny_world, tmp_path, agent, options):
+    eager = trained(tiny_world, agent, False, tmp_path / "eager", 20, **options)
+    graphed = trained(tiny_world, agent, True, tmp_path / "graphed", 20, **options)
     acts = 0 if agent_class(agent).offline else 1  # offline agents learn from logs only
+    assert graphed.update.failed is None and graphed.act.failed is None
     assert graphed.update.captures == 1 and graphed.act.captures == acts
     a, b = eager.parts.agent.state_dict(), graphed.parts.agent.state_dict()
     for key in a:
@@ -61,3 +72,22 @@ def test_graph_is_recaptured_after_loading_a_checkpoint(tiny_world, tmp_path):
     for _ in range(6):
         trainer.step()
     assert trainer.update.captures == 2 and trainer.act.captures == 2
+
+
+def test_graphs_are_recaptured_when_the_catalogue_changes(tiny_world, tmp_path):
+    from hsrl.catalogue import ChurnSchedule, apply_change, plan_changes
+
+    trainer = trained(tiny_world, "hsrl", True, tmp_path / "run", 12)
+    catalogue = trainer.parts.catalogue
+    (change,) = plan_changes(ChurnSchedule(fraction=0.2), catalogue.features, catalogue.live)
+    new_ids = apply_change(change, catalogue, [trainer.parts.env])
+    shown = []
+    for _ in range(30):
+        trainer.step()
+        end = trainer.buffer.position  # the 8 users' transitions were pushed last
+        shown.append(trainer.buffer.storage["slate"][end - 8 : end])
+    assert trainer.update.captures == 2 and trainer.act.captures == 2
+    # The replayed act graph scores the changed catalogue: new items are shown, retired never.
+    slates = torch.cat(shown)
+    assert torch.isin(slates, new_ids).any()
+    assert not torch.isin(slates, change.retire.to(slates.device)).any()
