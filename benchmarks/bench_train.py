@@ -46,18 +46,40 @@ def build_world(work: Path, device: str) -> dict[str, Path]:
     return {"data": data, "simulator": sim, "sid": sid}
 
 
-def measure(
-    world: dict[str, Path], agent: str, users: int, batch: int, device: str, iterations: int
-) -> dict:
-    config = RunConfig(
+def add_world_arguments(parser: argparse.ArgumentParser) -> None:
+    """--device, --threads and --work, shared by the training benchmarks."""
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    parser.add_argument(
+        "--work", type=Path, default=Path(tempfile.gettempdir()) / "hsrl-bench-train"
+    )
+
+
+def world_from_arguments(args: argparse.Namespace) -> dict[str, Path]:
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    return build_world(args.work, args.device)
+
+
+def bench_config(
+    world: dict[str, Path], agent: str, users: int, batch: int, device: str, graphs: bool = True
+) -> RunConfig:
+    """A run of ``agent`` in the benchmark world; learning starts after one batch."""
+    return RunConfig(
         agent=agent,
         data=str(world["data"]),
         simulator=str(world["simulator"]),
         sid=str(world["sid"]),
         device=device,
         env=EnvSettings(num_users=users),
-        train=TrainSettings(batch_size=batch, warmup=batch, tensorboard=False),
+        train=TrainSettings(batch_size=batch, warmup=batch, tensorboard=False, cuda_graphs=graphs),
     )
+
+
+def measure(
+    world: dict[str, Path], agent: str, users: int, batch: int, device: str, iterations: int
+) -> dict:
+    config = bench_config(world, agent, users, batch, device)
     gc.collect()  # free the previous agent's run (and its CUDA graphs) before measuring memory
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
@@ -96,20 +118,14 @@ def measure(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--device", default="cpu")
+    add_world_arguments(parser)
     parser.add_argument("--agents", default=",".join(sorted(AGENTS)))
     parser.add_argument("--iterations", type=int, default=200)
     parser.add_argument("--large", action="store_true", help="also 1,024 users with batch 1,024")
     parser.add_argument("--only-large", action="store_true", help="only 1,024 users, batch 1,024")
-    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
-    parser.add_argument(
-        "--work", type=Path, default=Path(tempfile.gettempdir()) / "hsrl-bench-train"
-    )
     args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    world = build_world(args.work, args.device)
+    world = world_from_arguments(args)
     settings = [] if args.only_large else [(32, 64)]
     settings += [(1024, 1024)] if args.large or args.only_large else []
     rows = []

@@ -19,25 +19,15 @@ from pathlib import Path
 
 import torch
 
-from bench_train import build_world
+from bench_train import add_world_arguments, bench_config, world_from_arguments
 from common import RESULTS, hardware_name, host_info, write_result
-from hsrl.replay import Batch
-from hsrl.train import EnvSettings, RunConfig, Trainer, TrainSettings, build_run
+from hsrl.train import Trainer, build_run
 
 PHASES = ("act", "env", "push", "sample", "update")
 
 
 def profile(world, agent: str, users: int, batch: int, device: str, graphs: bool, n: int) -> dict:
-    config = RunConfig(
-        agent=agent,
-        data=str(world["data"]),
-        simulator=str(world["simulator"]),
-        sid=str(world["sid"]),
-        device=device,
-        env=EnvSettings(num_users=users),
-        train=TrainSettings(batch_size=batch, warmup=batch, tensorboard=False, cuda_graphs=graphs),
-    )
-    parts = build_run(config)
+    parts = build_run(bench_config(world, agent, users, batch, device, graphs))
     cuda = parts.device.type == "cuda"
     sync = torch.cuda.synchronize if cuda else (lambda: None)
     with tempfile.TemporaryDirectory() as tmp:
@@ -46,44 +36,29 @@ def profile(world, agent: str, users: int, batch: int, device: str, graphs: bool
             trainer.step()
         for _ in range(10):
             trainer.step()
-        agent_, env, buffer = parts.agent, parts.env, trainer.buffer
         totals = dict.fromkeys(PHASES, 0.0)
+        marks: list[float] = []
+
+        def mark() -> None:
+            sync()
+            marks.append(time.perf_counter())
+
         for _ in range(n):
-            marks = []
-            sync()
-            marks.append(time.perf_counter())
-            agent_.acting(True)
-            action = trainer.act(trainer.obs)
-            agent_.acting(False)
-            sync()
-            marks.append(time.perf_counter())
-            next_obs, reward, terminated, _, info = env.step(action.slate)
-            sync()
-            marks.append(time.perf_counter())
-            buffer.push(
-                Batch(
-                    user_profile=trainer.obs["user_profile"],
-                    history=trainer.obs["history"],
-                    slate=action.slate,
-                    response=info["response"],
-                    reward=reward,
-                    terminated=terminated.float(),
-                    next_user_profile=next_obs["user_profile"],
-                    next_history=next_obs["history"],
-                    action=action.record,
-                )
-            )
-            trainer.obs = next_obs
-            sync()
-            marks.append(time.perf_counter())
-            sample = buffer.sample(batch, trainer.replay_generator)
-            sync()
-            marks.append(time.perf_counter())
+            marks.clear()
+            mark()
+            action = trainer.act_for_users()
+            mark()
+            transition = trainer.env_step(action)
+            mark()
+            trainer.buffer.push(transition)
+            mark()
+            sample = trainer.buffer.sample(batch, trainer.replay_generator)
+            mark()
             trainer.update(sample)
-            sync()
-            marks.append(time.perf_counter())
+            mark()
             for phase, start, end in zip(PHASES, marks, marks[1:]):
                 totals[phase] += end - start
+        trainer.close()
     row = {"agent": agent, "users": users, "batch": batch, "cuda_graphs": graphs and cuda}
     row.update({f"{phase}_ms": 1000 * totals[phase] / n for phase in PHASES})
     row["total_ms"] = sum(row[f"{phase}_ms"] for phase in PHASES)
@@ -92,20 +67,14 @@ def profile(world, agent: str, users: int, batch: int, device: str, graphs: bool
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--device", default="cpu")
+    add_world_arguments(parser)
     parser.add_argument("--agent", default="hsrl")
     parser.add_argument("--users", type=int, default=32)
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--iterations", type=int, default=300)
-    parser.add_argument("--no-graphs", action="store_true", help="eager updates on CUDA")
-    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
-    parser.add_argument(
-        "--work", type=Path, default=Path(tempfile.gettempdir()) / "hsrl-bench-train"
-    )
+    parser.add_argument("--no-graphs", action="store_true", help="eager steps on CUDA")
     args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    world = build_world(args.work, args.device)
+    world = world_from_arguments(args)
     row = profile(
         world,
         args.agent,

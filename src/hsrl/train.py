@@ -277,40 +277,54 @@ class Trainer:
     def step(self) -> dict[str, torch.Tensor]:
         if self.logged is not None:
             return self.offline_step()
-        parts = self.parts
+        transition = self.env_step(self.act_for_users())
+        self.buffer.push(transition)
+        metrics = self.learn()
+        self.iteration += 1
+        return metrics
+
+    # The phases of an online iteration (benchmarks/profile_iteration.py times each one).
+    def act_for_users(self) -> Action:
+        """The exploring agent's slates for every user of the current observation."""
+        agent = self.parts.agent
         # Acting uses the networks in eval mode (no dropout): exploration comes from the
         # agent's own sampling or noise, and acting is cheaper.
-        parts.agent.acting(True)
+        agent.acting(True)
         action = self.act(self.obs)
-        parts.agent.acting(False)
-        next_obs, reward, terminated, truncated, info = parts.env.step(action.slate)
+        agent.acting(False)
+        return action
+
+    def env_step(self, action: Action) -> Batch:
+        """Show the slates; advance the observation; the transitions to store."""
+        next_obs, reward, terminated, truncated, info = self.parts.env.step(action.slate)
         final = info.get("final_observation")
         stored_next = next_obs
         if final is not None:
             done = (terminated | truncated).unsqueeze(-1)
             stored_next = {k: torch.where(done, final[k], next_obs[k]) for k in next_obs}
-        self.buffer.push(
-            Batch(
-                user_profile=self.obs["user_profile"],
-                history=self.obs["history"],
-                slate=action.slate,
-                response=info["response"],
-                reward=reward,
-                terminated=terminated.float(),
-                next_user_profile=stored_next["user_profile"],
-                next_history=stored_next["history"],
-                action=action.record,
-            )
+        transition = Batch(
+            user_profile=self.obs["user_profile"],
+            history=self.obs["history"],
+            slate=action.slate,
+            response=info["response"],
+            reward=reward,
+            terminated=terminated.float(),
+            next_user_profile=stored_next["user_profile"],
+            next_history=stored_next["history"],
+            action=action.record,
         )
         self.obs = next_obs
         self.env_steps += reward.shape[0]
+        return transition
+
+    def learn(self) -> dict[str, torch.Tensor]:
+        """The configured updates on replay batches, once the buffer is past warm-up."""
         metrics: dict[str, torch.Tensor] = {}
         if len(self.buffer) >= max(self.settings.warmup, 1):
             for _ in range(self.settings.updates_per_iteration):
                 metrics = self.update(
                     self.buffer.sample(self.settings.batch_size, self.replay_generator)
                 )
-        self.iteration += 1
         return metrics
 
     def _act_eagerly(self, obs: dict[str, torch.Tensor]) -> Action:
