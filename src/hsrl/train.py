@@ -252,11 +252,13 @@ class Trainer:
         self.buffer.load_state_dict(state["replay"])
         self.parts.env.load_state_dict(state["env"])
         self.obs = {k: v.to(self.parts.device) for k, v in state["obs"].items()}
-        torch.set_rng_state(state["rng"]["torch"])
-        self.act_generator.set_state(state["rng"]["act"])
-        self.replay_generator.set_state(state["rng"]["replay"])
-        if "cuda" in state["rng"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+        # Generator states are CPU byte tensors, whatever device the checkpoint was mapped to.
+        rng = state["rng"]
+        torch.set_rng_state(rng["torch"].cpu())
+        self.act_generator.set_state(rng["act"].cpu())
+        self.replay_generator.set_state(rng["replay"].cpu())
+        if "cuda" in rng and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all([s.cpu() for s in rng["cuda"]])
 
     def save_checkpoint(self) -> Path:
         from hsrl.io import atomic_write_bytes
