@@ -192,6 +192,45 @@ def test_hsrl_losses_match_a_hand_computation():
     assert torch.allclose(metrics["loss/actor"], actor_loss, atol=1e-5)
 
 
+@pytest.mark.parametrize("residual", ["soft", "sampled"])
+def test_item_log_prob_actor_loss_uses_the_renormalised_item_distribution(residual):
+    torch.manual_seed(11)
+    cfg = HSRLConfig(
+        encoder=StateEncoderConfig(dim=DIM, heads=2, dropout=0.0),
+        critic_dropout=0.0,
+        critic_hidden=(16,),
+        entropy_coef=0.0,
+        residual=residual,
+        actor_log_prob="items",
+    )
+    agent = make_agent(cfg)
+    batch = tiny_batch(agent)
+    retired = int(batch.slate[0, 0])
+    agent.catalogue.live[retired] = False  # shown when stored, retired since
+    obs = {"history": batch.history, "user_profile": batch.user_profile}
+    nobs = {"history": batch.next_history, "user_profile": batch.next_user_profile}
+    with torch.no_grad():
+        scores = agent.item_scores(obs)  # what acting samples from, (B, N + 1)
+        v = agent.critic(agent.policy(agent._state(obs, agent.encoder)).contexts)
+        nv = agent.target["critic"](
+            agent.target["policy"](agent._state(nobs, agent.target["encoder"])).contexts
+        )
+        adv = (batch.reward + cfg.gamma * (1 - batch.terminated) * nv - v).clamp(-1, 1)
+        nll = torch.stack(
+            [
+                -torch.stack([scores[b, i] for i in batch.slate[b] if int(i) != retired]).mean()
+                for b in range(4)
+            ]
+        )
+    assert torch.allclose(scores.exp().sum(-1), torch.ones(4), atol=1e-5)
+    agent.train()
+    metrics = agent.update(batch)
+    assert torch.isfinite(metrics["loss/actor"])
+    assert torch.allclose(metrics["loss/actor"], (adv * nll).mean(), atol=1e-5)
+    with pytest.raises(ValueError, match="actor_log_prob"):
+        HSRLConfig(actor_log_prob="slates")
+
+
 def test_reference_bootstrap_flag_uses_done_instead_of_one_minus_done():
     torch.manual_seed(7)
     base = HSRLConfig(encoder=StateEncoderConfig(dim=DIM, heads=2, dropout=0.0), critic_dropout=0.0)

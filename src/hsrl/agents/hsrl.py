@@ -6,6 +6,8 @@ Per update, with target networks for the bootstrap:
     A = clip(y - V(s), -1, 1)                       (no gradient)
     actor loss = mean_b A_b * mean_k sum_l -log p_l(z_l(item_bk) | s_b) - beta sum_l H(p_l)
 The critic reads the policy's contexts detached, so only the actor shapes the encoder.
+With ``actor_log_prob='items'`` the actor's term is -log P(item_bk | s_b) renormalised over the
+live items instead (the log-probability of the distribution acting samples from).
 """
 
 from __future__ import annotations
@@ -49,6 +51,12 @@ class HSRLConfig:
     target_tau: float = 0.01
     reference_bootstrap: bool = False
     """Reproduce the reference's TD target r + gamma * done * V' (a known bug; off by default)."""
+    actor_log_prob: str = "tokens"
+    """What the policy gradient raises for the shown items. 'tokens': sum_l log p_l(z_l), as in
+    SPEC 6.5 and the reference; it leaves out that acting renormalises over the live items (most
+    token combinations hold no item). 'items': log P(item | s) renormalised over the live items,
+    the score function of the distribution acting samples from (O(N) per update; items retired
+    since a transition was stored are left out of its mean)."""
     explore_epsilon: float = 0.0
     """Weight of a uniform law mixed into the sampling distribution while exploring."""
     decoding: str = "exhaustive"
@@ -69,6 +77,10 @@ class HSRLConfig:
             raise ValueError(
                 "beam decoding needs level distributions that do not depend on the "
                 "prefix: use residual 'soft' or 'none' with decoding 'beam'"
+            )
+        if self.actor_log_prob not in ("tokens", "items"):
+            raise ValueError(
+                f"actor_log_prob must be 'tokens' or 'items', got {self.actor_log_prob!r}"
             )
         if not 0.0 <= self.explore_epsilon < 1.0:
             raise ValueError("explore_epsilon must be in [0, 1)")
@@ -128,12 +140,19 @@ class HSRLAgent(Agent):
 
     def item_scores(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
         """log P(item | s) over the catalogue, (B, N + 1), -inf for items not live."""
-        state = self._state(obs, self.encoder)
+        return self._item_log_probs(self._state(obs, self.encoder))
+
+    def _item_log_probs(
+        self, state: torch.Tensor, log_probs: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """log P(item | s) from states (B, d); ``log_probs`` reuses a computed soft chain."""
         sid = self.catalogue.sid
         live = self.catalogue.live & sid.live
         if self.config.residual == "sampled":
             return self.policy.tree_item_log_probs(state, self._prefix_paths(live), live)
-        return item_log_probs(self.policy(state).log_probs, sid.item_sid, live)
+        if log_probs is None:
+            log_probs = self.policy(state).log_probs
+        return item_log_probs(log_probs, sid.item_sid, live)
 
     def _prefix_paths(self, live: torch.Tensor) -> PrefixPaths:
         """The live SID tree, rebuilt only when the SID table or the live set changed."""
@@ -198,7 +217,13 @@ class HSRLAgent(Agent):
         else:
             chosen = token_log_probs(output.log_probs, tokens)  # (B, K, L)
             entropy = -(output.log_probs.exp() * output.log_probs).sum(dim=-1).sum(dim=-1)
-        nll = -chosen.sum(dim=-1).mean(dim=-1)  # (B,)
+        if cfg.actor_log_prob == "items":
+            shown = self._item_log_probs(state, output.log_probs).gather(1, batch.slate)  # (B, K)
+            usable = torch.isfinite(shown)  # False for items retired since the transition
+            total = torch.where(usable, shown, torch.zeros_like(shown)).sum(dim=-1)
+            nll = -total / usable.sum(dim=-1).clamp(min=1)  # (B,)
+        else:
+            nll = -chosen.sum(dim=-1).mean(dim=-1)  # (B,)
         actor_loss = (advantage * nll).mean() - cfg.entropy_coef * entropy.mean()
 
         # The critic reads detached contexts and the advantage is detached, so one backward
