@@ -156,26 +156,31 @@ def tiny_batch(agent: HSRLAgent, n: int = 4) -> Batch:
     )
 
 
-def test_hsrl_losses_match_a_hand_computation():
-    torch.manual_seed(6)
-    cfg = HSRLConfig(
-        encoder=StateEncoderConfig(dim=DIM, heads=2, dropout=0.0),
-        critic_dropout=0.0,
-        critic_hidden=(16,),
-        gamma=0.9,
-        entropy_coef=0.1,
-    )
-    agent = make_agent(cfg)
-    batch = tiny_batch(agent)
+def dropout_free_config(**changes) -> HSRLConfig:
+    """A small HSRL config without dropout, so updates can be checked by hand."""
+    encoder = StateEncoderConfig(dim=DIM, heads=2, dropout=0.0)
+    return HSRLConfig(encoder=encoder, critic_dropout=0.0, critic_hidden=(16,), **changes)
+
+
+@torch.no_grad()
+def hand_values(agent: HSRLAgent, batch: Batch):
+    """Policy output, V(s) and the TD target y = r + gamma (1 - done) V_target(s'), by hand."""
     obs = {"history": batch.history, "user_profile": batch.user_profile}
     nobs = {"history": batch.next_history, "user_profile": batch.next_user_profile}
+    out = agent.policy(agent._state(obs, agent.encoder))
+    v = agent.critic(out.contexts)
+    nv = agent.target["critic"](
+        agent.target["policy"](agent._state(nobs, agent.target["encoder"])).contexts
+    )
+    return out, v, batch.reward + agent.config.gamma * (1 - batch.terminated) * nv
+
+
+def test_hsrl_losses_match_a_hand_computation():
+    torch.manual_seed(6)
+    agent = make_agent(dropout_free_config(gamma=0.9, entropy_coef=0.1))
+    batch = tiny_batch(agent)
+    out, v, y = hand_values(agent, batch)
     with torch.no_grad():
-        out = agent.policy(agent._state(obs, agent.encoder))
-        v = agent.critic(out.contexts)
-        nv = agent.target["critic"](
-            agent.target["policy"](agent._state(nobs, agent.target["encoder"])).contexts
-        )
-        y = batch.reward + 0.9 * (1 - batch.terminated) * nv
         critic_loss = ((v - y) ** 2).mean()
         adv = (y - v).clamp(-1, 1)
         tokens = batch.action.view(4, 2, LEVELS)
@@ -195,27 +200,17 @@ def test_hsrl_losses_match_a_hand_computation():
 @pytest.mark.parametrize("residual", ["soft", "sampled"])
 def test_item_log_prob_actor_loss_uses_the_renormalised_item_distribution(residual):
     torch.manual_seed(11)
-    cfg = HSRLConfig(
-        encoder=StateEncoderConfig(dim=DIM, heads=2, dropout=0.0),
-        critic_dropout=0.0,
-        critic_hidden=(16,),
-        entropy_coef=0.0,
-        residual=residual,
-        actor_log_prob="items",
+    agent = make_agent(
+        dropout_free_config(entropy_coef=0.0, residual=residual, actor_log_prob="items")
     )
-    agent = make_agent(cfg)
     batch = tiny_batch(agent)
     retired = int(batch.slate[0, 0])
     agent.catalogue.live[retired] = False  # shown when stored, retired since
-    obs = {"history": batch.history, "user_profile": batch.user_profile}
-    nobs = {"history": batch.next_history, "user_profile": batch.next_user_profile}
+    _, v, y = hand_values(agent, batch)
     with torch.no_grad():
+        obs = {"history": batch.history, "user_profile": batch.user_profile}
         scores = agent.item_scores(obs)  # what acting samples from, (B, N + 1)
-        v = agent.critic(agent.policy(agent._state(obs, agent.encoder)).contexts)
-        nv = agent.target["critic"](
-            agent.target["policy"](agent._state(nobs, agent.target["encoder"])).contexts
-        )
-        adv = (batch.reward + cfg.gamma * (1 - batch.terminated) * nv - v).clamp(-1, 1)
+        adv = (y - v).clamp(-1, 1)
         nll = torch.stack(
             [
                 -torch.stack([scores[b, i] for i in batch.slate[b] if int(i) != retired]).mean()

@@ -97,27 +97,12 @@ def test_graphs_are_recaptured_when_the_catalogue_changes(tiny_world, tmp_path):
 def test_resume_on_cuda_equals_an_uninterrupted_run(tiny_world, tmp_path, agent):
     """With dropout on: graph replays advance the CUDA and acting generators as eager calls do,
     so the random states a checkpoint saves continue the same streams."""
+    from test_conformance import tiny_config  # the conformance suite's tiny runs, on CUDA
+
     from hsrl.train import load_checkpoint, resume, train
 
     def config(iterations: int) -> RunConfig:
-        return RunConfig(
-            agent=agent,
-            data=str(tiny_world["data"]),
-            simulator=str(tiny_world["simulator"]),
-            sid=str(tiny_world["sid"]),
-            device="cuda",
-            agent_config={"encoder": {"dim": 16, "heads": 2, "feedforward": 32}},
-            env=EnvSettings(num_users=8),
-            train=TrainSettings(
-                iterations=iterations,
-                batch_size=16,
-                replay_capacity=500,
-                warmup=24,
-                log_every=5,
-                checkpoint_every=100,
-                tensorboard=False,
-            ),
-        )
+        return dataclasses.replace(tiny_config(tiny_world, agent, iterations), device="cuda")
 
     straight = train(config(24), tmp_path / "straight", progress=False)
     split = train(config(12), tmp_path / "split", progress=False)
