@@ -185,7 +185,10 @@ def _evaluate_one(
         trainer.load_checkpoint_state(
             load_checkpoint(run_dir / CHECKPOINT_DIR / LAST_CHECKPOINT, parts.device)
         )
-        trainer.run(trainer.iteration + settings.continue_iterations, progress=False)
+        try:
+            trainer.run(trainer.iteration + settings.continue_iterations, progress=False)
+        finally:
+            trainer.close()
         iteration = trainer.iteration
         if trainer.applied != len(changes):  # cannot happen with a validated schedule
             raise ConfigError("the churn schedule did not finish within the continued training")
