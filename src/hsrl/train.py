@@ -114,8 +114,13 @@ def build_env(
     split: str | None = None,
     num_users: int | None = None,
     ground_truth: bool | None = None,
+    check_actions: bool | str = True,
 ):
-    """The environment of a run (or of its evaluation, with split/users/simulator overridden)."""
+    """The environment of a run (or of its evaluation, with split/users/simulator overridden).
+
+    ``check_actions`` as in ``EnvConfig``: the training loop uses "deferred" (no host sync per
+    step); evaluation keeps the immediate check.
+    """
     from hsrl.data.prepared import read_manifest
     from hsrl.simulator.env import EnvConfig, make_env
 
@@ -135,9 +140,7 @@ def build_env(
         max_steps=settings.max_steps or None,
         split=settings.split if split is None else split,
         device=str(device),
-        # Slates come from the agents; checking them without a host sync lets the GPU run
-        # ahead of Python (an invalid id still raises, at the next log window).
-        check_actions="deferred",
+        check_actions=check_actions,
     )
     return make_env(
         data,
@@ -164,7 +167,9 @@ def build_run(config: RunConfig) -> RunParts:
     if cls.requires_sid and config.sid is None:
         raise ConfigError(f"agent {config.agent!r} needs --sid DIR (from `hsrl sid build`)")
     torch.manual_seed(config.seed)
-    env = build_env(config.data, config.simulator, config.env, device)
+    # Checking the agents' slates without a host sync lets the GPU run ahead of Python; an
+    # invalid id still raises, at the next log window (Trainer.run pops episodes there).
+    env = build_env(config.data, config.simulator, config.env, device, check_actions="deferred")
     catalogue = build_catalogue(env, config.sid if cls.requires_sid else None, device)
     spec = env_spec(env)
     agent = build_agent(

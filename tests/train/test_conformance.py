@@ -136,3 +136,25 @@ def test_hsrl_ablations_train_through_the_shared_loop(tiny_world, tmp_path, abla
     # The level weights move only when they are learned and the multi-level critic is used.
     uses_weights = ablation.get("learn_token_weights", True) and not ablation.get("single_critic")
     assert frozen != uses_weights
+
+
+def test_an_invalid_slate_in_training_raises_before_any_checkpoint(tiny_world, tmp_path):
+    """The training env checks slates on the device; the error surfaces at the log window."""
+    from hsrl.simulator import InvalidActionError
+    from hsrl.train import Trainer, build_run
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    trainer = Trainer(build_run(tiny_config(tiny_world, "hsrl", 10)), run_dir)
+    act = trainer.act
+
+    def padding_in_slate(obs):
+        action = act(obs)
+        action.slate[0, 0] = 0
+        return action
+
+    trainer.act = padding_in_slate
+    with pytest.raises(InvalidActionError, match="padding id 0"):
+        trainer.run(10, progress=False)
+    assert trainer.iteration == 5  # the first log window
+    assert not (run_dir / "checkpoints").exists()
