@@ -62,8 +62,8 @@ class TrainSettings:
     """Keep every periodic checkpoint (otherwise only last.pt)."""
     tensorboard: bool = True
     cuda_graphs: bool = True
-    """On CUDA, replay each update from a captured CUDA graph (see hsrl.graphed); no effect
-    on the CPU."""
+    """On CUDA, replay acting and updates from captured CUDA graphs (see hsrl.graphed); no
+    effect on the CPU."""
 
     def __post_init__(self) -> None:
         for name in (
@@ -206,12 +206,14 @@ class Trainer:
         # the same methods replayed from captured graphs (hsrl.graphed).
         self.act: Any = self._act_eagerly
         self.update: Any = parts.agent.update
+        self.graphs: list[Any] = []
         if device.type == "cuda" and self.settings.cuda_graphs:
             from hsrl.graphed import GraphedAct, GraphedUpdate, graphs_supported
 
             if graphs_supported():
                 self.act = GraphedAct(parts.agent, self.act_generator)
                 self.update = GraphedUpdate(parts.agent)
+                self.graphs = [self.act, self.update]
         self.logged = None
         if getattr(parts.agent, "offline", False):
             from hsrl.data.prepared import load_prepared
@@ -220,10 +222,9 @@ class Trainer:
             self.logged = load_prepared(cfg.data, splits=[split]).split(split).to(device)
 
     def close(self) -> None:
-        """Release captured CUDA graphs (and the memory they hold)."""
-        for graphed in (self.act, self.update):
-            if hasattr(graphed, "reset"):
-                graphed.reset()
+        """Release captured CUDA graphs (and the memory they hold); later steps capture anew."""
+        for graphed in self.graphs:
+            graphed.reset()
 
     # checkpoints
     def checkpoint_state(self) -> dict[str, Any]:
@@ -251,9 +252,7 @@ class Trainer:
         self.iteration = int(state["iteration"])
         self.env_steps = int(state["env_steps"])
         self.parts.agent.load_training_state(state["agent"])
-        for graphed in (self.act, self.update):  # captured graphs read the replaced states
-            if hasattr(graphed, "reset"):
-                graphed.reset()
+        self.close()  # captured graphs read the optimiser states just replaced
         self.buffer.load_state_dict(state["replay"])
         self.parts.env.load_state_dict(state["env"])
         self.obs = {k: v.to(self.parts.device) for k, v in state["obs"].items()}

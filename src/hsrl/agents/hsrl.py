@@ -211,18 +211,21 @@ class HSRLAgent(Agent):
 
         tokens = batch.action.long().view(batch.action.shape[0], -1, self.levels)  # (B, K, L)
         if cfg.residual == "sampled":
-            path = self.policy.path_log_probs(state, tokens)  # (B, K, L, V)
-            chosen = path.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)  # (B, K, L)
-            entropy = -(path.exp() * path).sum(dim=-1).sum(dim=-1).mean(dim=-1)  # (B,)
+            levels = self.policy.path_log_probs(state, tokens)  # (B, K, L, V), teacher forced
+            entropy = -(levels.exp() * levels).sum(dim=-1).sum(dim=-1).mean(dim=-1)  # (B,)
         else:
-            chosen = token_log_probs(output.log_probs, tokens)  # (B, K, L)
-            entropy = -(output.log_probs.exp() * output.log_probs).sum(dim=-1).sum(dim=-1)
+            levels = output.log_probs  # (B, L, V), the same for every item of the slate
+            entropy = -(levels.exp() * levels).sum(dim=-1).sum(dim=-1)  # (B,)
         if cfg.actor_log_prob == "items":
             shown = self._item_log_probs(state, output.log_probs).gather(1, batch.slate)  # (B, K)
             usable = torch.isfinite(shown)  # False for items retired since the transition
             total = torch.where(usable, shown, torch.zeros_like(shown)).sum(dim=-1)
             nll = -total / usable.sum(dim=-1).clamp(min=1)  # (B,)
         else:
+            if cfg.residual == "sampled":
+                chosen = levels.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)  # (B, K, L)
+            else:
+                chosen = token_log_probs(levels, tokens)  # (B, K, L)
             nll = -chosen.sum(dim=-1).mean(dim=-1)  # (B,)
         actor_loss = (advantage * nll).mean() - cfg.entropy_coef * entropy.mean()
 
