@@ -18,16 +18,27 @@ def test_main_job_runs_every_step_and_prints_the_table(tmp_path, capsys):
     ]  # fmt: skip
     assert main(args) == 0
     printed = capsys.readouterr().out
-    for name in ("| hsrl |", "| random |", "| greedy |", "ground truth"):
+    for name in ("| hsrl |", "| random |", "| greedy |", "| oracle |", "ground truth"):
         assert name in printed
+    assert "Transfer ratio of the learned simulator" in printed
     for folder in ("data", "simulator", "sid", "runs/hsrl_seed0"):
         assert (out / folder).is_dir()
     summary = json.loads((out / "results.json").read_text())
     policies = {
         (r["agent"], r["evaluation"]["simulator"] == "ground_truth") for r in summary["results"]
     }
-    assert policies == {(p, t) for p in ("hsrl", "random", "greedy") for t in (False, True)}
+    assert policies == {
+        (p, t) for p in ("hsrl", "random", "greedy", "oracle") for t in (False, True)
+    }
     assert all(r["metrics"]["depth"]["n"] == 30 for r in summary["results"])
+    # The transfer test ranks by the learned simulator while acting on the true users.
+    assert summary["transfer"]["evaluation"]["ranker"].endswith("simulator")
+    assert summary["transfer"]["evaluation"]["simulator"] == "ground_truth"
+    assert summary["transfer_ratio"] > 0
+    # The main job's world logs a share of pages with a randomised layout, so its simulator
+    # has a position term.
+    sim_config = json.loads((out / "simulator" / "config.json").read_text())
+    assert sim_config["model"]["position"] == "slot"
     # A second call reuses every finished step (nothing is trained again).
     before = (out / "runs/hsrl_seed0/checkpoints/last.pt").stat().st_mtime_ns
     assert main(args) == 0

@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 import torch
 
-from hsrl.errors import ConfigError
+from hsrl.errors import ConfigError, HsrlError
 from hsrl.stats import summarize
 
 METRICS = ("total_reward", "depth", "avg_reward", "click_rate")
@@ -90,13 +90,15 @@ def evaluate_run(
     split: str | None = None,
     device: str | None = None,
     policy: str = "agent",
+    ranker: str | Path | None = None,
+    rank_by_truth: bool = False,
 ) -> dict[str, Any]:
     """Evaluate a trained run (or a reference policy in the run's setting); returns a result dict.
 
-    ``policy`` is "agent" (the run's trained agent), "random" or "greedy" (myopic greedy under the
-    evaluation simulator).
+    ``policy`` is "agent" (the run's trained agent), or a reference policy: "random", "greedy"
+    or "oracle" (myopic greedy / reward-optimal under the evaluation simulator, or under the
+    ``ranker`` simulator / the ground truth with ``rank_by_truth``).
     """
-    from hsrl.agents.reference import reference_policy
     from hsrl.train import build_env, load_agent
 
     parts, iteration = load_agent(run_dir, device=device)
@@ -121,23 +123,144 @@ def evaluate_run(
         ground_truth=ground_truth,
     )
     parts.catalogue.features = env.item_features
-    actor = parts.agent if policy == "agent" else reference_policy(policy, env, parts.catalogue)
+    if policy == "agent":
+        if ranker is not None or rank_by_truth:
+            raise ConfigError("--ranker applies to the greedy and oracle policies only")
+        actor = parts.agent
+    else:
+        actor = _reference_actor(policy, env, parts.catalogue, config.data, ranker, rank_by_truth)
     start = time.perf_counter()
     episodes = run_episodes(env, actor, settings)
     return {
         "run": str(Path(run_dir)),
-        "agent": config.agent if policy == "agent" else policy,
+        "agent": config.agent if policy == "agent" else policy_label(policy, ranker, rank_by_truth),
         "policy": policy,
         "seed": config.seed,
         "iteration": iteration,
-        "evaluation": {
-            "simulator": "ground_truth" if ground_truth else str(sim_dir),
-            "split": split,
-            "episodes": settings.episodes,
-            "seed": settings.seed,
-            "device": str(parts.device),
-            "wall_s": round(time.perf_counter() - start, 3),
-        },
+        "evaluation": _evaluation_info(
+            ground_truth, sim_dir, split, settings, parts.device, ranker, rank_by_truth, start
+        ),
+        "metrics": summarize_episodes(episodes),
+    }
+
+
+def policy_label(policy: str, ranker: str | Path | None, rank_by_truth: bool) -> str:
+    """Table name of a reference policy: "greedy", "greedy (truth)", "oracle (sim NAME)"."""
+    if rank_by_truth:
+        return f"{policy} (truth)"
+    if ranker is not None:
+        return f"{policy} (sim {Path(ranker).name})"
+    return policy
+
+
+def _evaluation_info(
+    ground_truth: bool,
+    sim_dir: str | Path | None,
+    split: str,
+    settings: EvalSettings,
+    device: Any,
+    ranker: str | Path | None,
+    rank_by_truth: bool,
+    start: float,
+) -> dict[str, Any]:
+    return {
+        "simulator": "ground_truth" if ground_truth else str(sim_dir),
+        "ranker": "ground_truth" if rank_by_truth else (None if ranker is None else str(ranker)),
+        "split": split,
+        "episodes": settings.episodes,
+        "seed": settings.seed,
+        "device": str(device),
+        "wall_s": round(time.perf_counter() - start, 3),
+    }
+
+
+def _reference_actor(
+    policy: str,
+    env: Any,
+    catalogue: Any,
+    data: str | Path,
+    ranker: str | Path | None,
+    rank_by_truth: bool,
+) -> Any:
+    """A reference policy in ``env``, ranking by ``ranker`` (a simulator folder), the ground
+    truth, or (neither) the env's own model."""
+    from hsrl.agents.reference import reference_policy
+    from hsrl.data.prepared import load_prepared
+    from hsrl.simulator.env import make_backend
+
+    if ranker is not None and rank_by_truth:
+        raise ConfigError("give --ranker SIM_DIR or --rank-by-truth, not both")
+    backend = None
+    if ranker is not None or rank_by_truth:
+        if policy == "random":
+            raise ConfigError("--ranker applies to the greedy and oracle policies only")
+        dataset = load_prepared(data, splits=[])
+        try:
+            backend = make_backend(dataset, env.record_sessions, ranker, env.device)
+        except HsrlError as exc:
+            raise type(exc)(f"--ranker: {exc}") from exc
+    return reference_policy(policy, env, catalogue, backend)
+
+
+def evaluate_policy(
+    policy: str,
+    data: str | Path,
+    settings: EvalSettings,
+    *,
+    simulator: str | Path | None = None,
+    ground_truth: bool = False,
+    ranker: str | Path | None = None,
+    rank_by_truth: bool = False,
+    split: str | None = None,
+    device: str = "cpu",
+    env: Any = None,
+) -> dict[str, Any]:
+    """Evaluate a reference policy (random, greedy, oracle) on a dataset, with no run folder.
+
+    The env is the default training env (32-user batches aside: cohorts of ``settings``) on
+    ``simulator`` or the ground truth, over ``split`` (default: test when the dataset has it).
+    """
+    from hsrl.agents.base import Catalogue
+    from hsrl.agents.reference import REFERENCE_POLICIES
+    from hsrl.device import resolve_device
+    from hsrl.train import EnvSettings, build_env
+
+    if policy not in REFERENCE_POLICIES:
+        raise ConfigError(
+            f"--policy {policy!r}: choose from {', '.join(REFERENCE_POLICIES)} (or give a RUN_DIR)"
+        )
+    if (simulator is None) == (not ground_truth):
+        raise ConfigError("give --simulator DIR or --ground-truth (exactly one)")
+    dataset_splits = _dataset_splits(data)
+    if split is None:
+        split = "test" if "test" in dataset_splits else "train"
+    elif split not in dataset_splits:
+        raise ConfigError(f"--split {split!r}: the dataset has {', '.join(dataset_splits)}")
+    torch_device = resolve_device(device)
+    if env is None:
+        env = build_env(
+            data,
+            simulator,
+            EnvSettings(),
+            torch_device,
+            split=split,
+            num_users=min(settings.cohort_size, settings.episodes),
+            ground_truth=ground_truth,
+        )
+    catalogue = Catalogue(env.item_features)
+    actor = _reference_actor(policy, env, catalogue, data, ranker, rank_by_truth)
+    start = time.perf_counter()
+    episodes = run_episodes(env, actor, settings)
+    return {
+        "run": None,
+        "agent": policy_label(policy, ranker, rank_by_truth),
+        "policy": policy,
+        "seed": None,
+        "iteration": None,
+        "data": str(data),
+        "evaluation": _evaluation_info(
+            ground_truth, simulator, split, settings, torch_device, ranker, rank_by_truth, start
+        ),
         "metrics": summarize_episodes(episodes),
     }
 
@@ -150,8 +273,13 @@ def _dataset_splits(data: str | Path) -> list[str]:
 
 def format_result(result: dict[str, Any]) -> str:
     ev = result["evaluation"]
+    where = (
+        f"{result['run']}, iteration {result['iteration']}"
+        if result.get("run")
+        else f"data {result.get('data')}"
+    )
     lines = [
-        f"{result['agent']} ({result['run']}, iteration {result['iteration']}) on "
+        f"{result['agent']} ({where}) on "
         f"{ev['simulator']} / split {ev['split']}, {ev['episodes']} episodes, seed {ev['seed']}",
     ]
     for metric, s in result["metrics"].items():

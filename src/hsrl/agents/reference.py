@@ -1,6 +1,30 @@
-"""Reference points for every results table: a uniformly random policy and a myopic greedy one.
+"""Reference points for every results table: random, myopic greedy and the myopic oracle.
 
 They act through the same interface as trained agents but do not learn.
+
+- ``random``: K distinct live items uniformly at random.
+- ``greedy``: the K live items with the highest immediate click probability, the best in slot 1.
+- ``oracle``: the slate with the highest *expected immediate reward* (myopic and reward-optimal).
+  With the RL4RS sweet-point reward 8 clicks of 9 pay more than 9, so this is not ``greedy``.
+
+``greedy`` and ``oracle`` rank by a *ranker*: by default the env's own response model; given
+another backend (a learned simulator, or the ground truth), they rank by it while acting in the
+env. That is the transfer test: how well do choices made under one model do under another?
+
+The oracle's search (:func:`oracle_slates`). Clicks of a slate are independent given their
+probabilities, and the rewards used here depend only on the number of clicks C, so the expected
+reward of a slate is ``sum_c P(C = c) r(c)`` with P the Poisson-binomial law of its click
+probabilities (an exact K-step recursion). Holding the other K - 1 slots fixed, the expected
+reward is linear in the probability of slot k: ``alpha_k + beta_k p_k``. So at an optimum every
+slot holds either an item at least as likely to be clicked as every item left out (beta_k > 0)
+or one at most as likely as all of them (beta_k < 0): the optimal *set* is the top m plus the
+bottom K - m items of the ranking, for some m in 0..K (click probabilities increase with the
+item's logit in every slot). The oracle scores all K + 1 such sets exactly. For a position-free
+model that is the exact optimum. With a slot term, each set is laid out with its top items in
+the best slots (in order) and its bottom items in the worst; the two best sets are then improved
+by exchanging the items of two slots while any exchange raises the expected reward (a local
+search over the order; the test suite compares the result with exhaustive search on small
+cases).
 """
 
 from __future__ import annotations
@@ -13,7 +37,7 @@ from hsrl.agents.base import Action, Catalogue
 from hsrl.errors import ConfigError
 from hsrl.slate import greedy_slate, uniform_slate
 
-REFERENCE_POLICIES = ("random", "greedy")
+REFERENCE_POLICIES = ("random", "greedy", "oracle")
 
 
 class RandomPolicy:
@@ -29,33 +53,190 @@ class RandomPolicy:
         return Action(slate, slate)
 
 
-class MyopicGreedyPolicy:
-    """The K live items with the highest immediate click probability under the env's simulator.
+class _RankingPolicy:
+    """A myopic policy that scores the env's current users with a ranker backend."""
 
-    It optimises only the next response, ignoring how the slate changes the user's future (their
-    history, fatigue and patience): the natural foil for long-term RL.
-    """
-
-    def __init__(self, env: Any, catalogue: Catalogue, slate_size: int):
+    def __init__(self, env: Any, catalogue: Catalogue, slate_size: int, ranker: Any = None):
         self.env = env
         self.catalogue = catalogue
         self.slate_size = slate_size
+        self.ranker = ranker
+
+    def scores(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Item logits (B, N + 1) with -inf for items that cannot be shown, slot logits (K,)."""
+        # The env's current users are the ones ``obs`` describes: score them from its state.
+        if self.ranker is None:
+            items, slots = self.env.item_scores(), self.env.slot_scores()
+        else:
+            with torch.no_grad():
+                items = self.ranker.item_logits(self.env.user_state()).clone()
+            slot_logits = getattr(self.ranker, "slot_logits", None)
+            slots = slot_logits(self.slate_size) if slot_logits is not None else None
+            if slots is None:
+                slots = torch.zeros(self.slate_size, device=items.device)
+            slots = slots.to(items.device, torch.float32)
+        return items.masked_fill(~self.catalogue.live, float("-inf")), slots
+
+
+class MyopicGreedyPolicy(_RankingPolicy):
+    """The K live items with the highest immediate click probability under the ranker.
+
+    It optimises only the next response, ignoring how the slate changes the user's future (their
+    history, fatigue and patience): the natural foil for long-term RL. The best item is shown in
+    slot 1, the next in slot 2, and so on.
+    """
 
     def act(self, obs: dict[str, torch.Tensor], *, explore: bool, generator: Any) -> Action:
-        # The env's current users are the ones ``obs`` describes: the env scores them itself.
-        scores = self.env.item_scores()  # (B, N + 1) logits: same ranking as p(click)
-        scores = scores.masked_fill(~self.catalogue.live, float("-inf"))
-        slate = greedy_slate(scores, self.slate_size)
+        items, _ = self.scores()
+        slate = greedy_slate(items, self.slate_size)
         return Action(slate, slate)
 
 
+class MyopicOraclePolicy(_RankingPolicy):
+    """The slate with the highest expected immediate reward under the ranker (module docs)."""
+
+    def __init__(self, env: Any, catalogue: Catalogue, slate_size: int, ranker: Any = None):
+        super().__init__(env, catalogue, slate_size, ranker)
+        self.reward_of_clicks = count_reward(env.reward_fn, slate_size, catalogue.device)
+
+    def act(self, obs: dict[str, torch.Tensor], *, explore: bool, generator: Any) -> Action:
+        items, slots = self.scores()
+        slate = oracle_slates(items, slots, self.reward_of_clicks)
+        return Action(slate, slate)
+
+
+def count_reward(reward_fn: Any, slate_size: int, device: torch.device) -> torch.Tensor:
+    """r(c) for c = 0..K clicks (K + 1,); the reward must depend on the number of clicks only."""
+    k = slate_size
+    first = (torch.arange(k).unsqueeze(0) < torch.arange(k + 1).unsqueeze(1)).float()  # (K+1, K)
+    last = first.flip(1)
+    values = reward_fn(first.to(device)).float()
+    if not torch.allclose(values, reward_fn(last.to(device)).float(), atol=1e-6):
+        raise ConfigError(
+            "the oracle policy needs a reward that depends only on the number of clicks"
+        )
+    return values
+
+
+def click_count_law(prob: torch.Tensor) -> torch.Tensor:
+    """P(C = c) for c = 0..K of K independent clicks: prob (..., K) -> (..., K + 1)."""
+    law = torch.zeros((*prob.shape[:-1], prob.shape[-1] + 1), device=prob.device, dtype=prob.dtype)
+    law[..., 0] = 1.0
+    for k in range(prob.shape[-1]):
+        p = prob[..., k : k + 1]
+        shifted = torch.cat((torch.zeros_like(p), law[..., :-1]), dim=-1)
+        law = law * (1 - p) + shifted * p
+    return law
+
+
+def expected_reward(prob: torch.Tensor, reward_of_clicks: torch.Tensor) -> torch.Tensor:
+    """Expected reward (...,) of slates with click probabilities prob (..., K)."""
+    return click_count_law(prob) @ reward_of_clicks.to(prob.dtype)
+
+
+def oracle_slates(
+    item_logits: torch.Tensor,
+    slot_logits: torch.Tensor,
+    reward_of_clicks: torch.Tensor,
+    max_rounds: int = 20,
+    refine: int = 2,
+) -> torch.Tensor:
+    """Myopic reward-optimal slates (B, K) for item logits (B, N + 1) (-inf = not allowed) and a
+    slot term (K,): see the module docs for the search. The ``refine`` best of the K + 1 sets
+    (in their sorted layout) are improved by slot exchanges."""
+    k = slot_logits.shape[0]
+    batch = item_logits.shape[0]
+    device = item_logits.device
+    allowed = torch.isfinite(item_logits).sum(dim=1)
+    if int(allowed.min()) < k:
+        raise ConfigError(f"the oracle needs at least {k} items that can be shown")
+    top = min(k, item_logits.shape[1])
+    best_first = item_logits.topk(top, dim=1)  # the top k allowed items, best first
+    worst_first = item_logits.masked_fill(~torch.isfinite(item_logits), torch.inf).topk(
+        top, dim=1, largest=False
+    )  # the bottom k allowed items, worst first
+    # Set m: the top m items, then the bottom k - m, in rank order (best first): (B, K+1, K).
+    m = torch.arange(k + 1, device=device).view(1, -1, 1)
+    j = torch.arange(k, device=device).view(1, 1, -1)
+    from_top = j < m
+    bottom_index = (k - 1 - j).expand(1, k + 1, -1)  # position in worst_first (0 = worst)
+    top_index = j.clamp(max=k - 1)
+    items = torch.where(
+        from_top,
+        best_first.indices.unsqueeze(1).expand(-1, k + 1, -1).gather(2, top_index.expand(batch, -1, -1)),
+        worst_first.indices.unsqueeze(1).expand(-1, k + 1, -1).gather(2, bottom_index.expand(batch, -1, -1)),
+    )
+    logits = item_logits.unsqueeze(1).expand(-1, k + 1, -1).gather(2, items).double()
+    # Best-ranked item in the best slot, and so on down.
+    slot_rank = slot_logits.argsort(descending=True)
+    slates = torch.empty_like(items)
+    slate_logits = torch.empty_like(logits)
+    slates[..., slot_rank] = items
+    slate_logits[..., slot_rank] = logits
+    slots = slot_logits.double()
+    values = expected_reward(torch.sigmoid(slate_logits + slots), reward_of_clicks.double())
+    keep = values.topk(min(refine, k + 1), dim=1).indices  # (B, R)
+    best_value = torch.full((batch,), -torch.inf, device=device, dtype=torch.float64)
+    best = slates[:, 0]
+    for r in range(keep.shape[1]):
+        pick = keep[:, r].view(batch, 1, 1).expand(-1, 1, k)
+        slate, value = _improve_by_exchanges(
+            slates.gather(1, pick).squeeze(1),
+            slate_logits.gather(1, pick).squeeze(1),
+            slots,
+            reward_of_clicks,
+            max_rounds,
+        )
+        better = value > best_value
+        best = torch.where(better.unsqueeze(1), slate, best)
+        best_value = torch.where(better, value, best_value)
+    return best
+
+
+def _improve_by_exchanges(
+    slate: torch.Tensor,
+    logits: torch.Tensor,
+    slots: torch.Tensor,
+    reward_of_clicks: torch.Tensor,
+    max_rounds: int,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Exchange the items of two slots while that raises the expected reward (best exchange per
+    round, every user at once); returns the slates and their expected rewards."""
+    reward = reward_of_clicks.double()
+    value = expected_reward(torch.sigmoid(logits + slots), reward)
+    k = slots.shape[0]
+    if bool((slots == slots[0]).all()) or k < 2:
+        return slate, value  # position-free: the order does not matter
+    pairs = torch.combinations(torch.arange(k, device=slate.device), 2)  # (P, 2)
+    perms = torch.arange(k, device=slate.device).repeat(pairs.shape[0], 1)  # (P, K)
+    rows = torch.arange(pairs.shape[0], device=slate.device)
+    perms[rows, pairs[:, 0]] = pairs[:, 1]
+    perms[rows, pairs[:, 1]] = pairs[:, 0]
+    for _ in range(max_rounds):
+        swapped = logits[:, perms]  # (B, P, K)
+        values = expected_reward(torch.sigmoid(swapped + slots), reward)  # (B, P)
+        top, which = values.max(dim=1)
+        gain = top > value + 1e-12
+        if not bool(gain.any()):
+            break
+        chosen = perms[which]  # (B, K)
+        logits = torch.where(gain.unsqueeze(1), logits.gather(1, chosen), logits)
+        slate = torch.where(gain.unsqueeze(1), slate.gather(1, chosen), slate)
+        value = torch.where(gain, top, value)
+    return slate, value
+
+
 def reference_policy(
-    name: str, env: Any, catalogue: Catalogue
-) -> RandomPolicy | MyopicGreedyPolicy:
+    name: str, env: Any, catalogue: Catalogue, ranker: Any = None
+) -> RandomPolicy | MyopicGreedyPolicy | MyopicOraclePolicy:
+    """A reference policy acting in ``env``; ``ranker`` (a response backend) is the model that
+    greedy and oracle rank by (default: the env's own)."""
     if name == "random":
         return RandomPolicy(catalogue, env.slate_size)
     if name == "greedy":
-        return MyopicGreedyPolicy(env, catalogue, env.slate_size)
+        return MyopicGreedyPolicy(env, catalogue, env.slate_size, ranker)
+    if name == "oracle":
+        return MyopicOraclePolicy(env, catalogue, env.slate_size, ranker)
     raise ConfigError(
         f"unknown reference policy {name!r} (choose from {', '.join(REFERENCE_POLICIES)})"
     )

@@ -12,12 +12,15 @@ from hsrl.agents.reference import REFERENCE_POLICIES
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "evaluate",
-        help="evaluate a trained run: greedy policy, fixed seeds, mean and 95%% CI",
+        help="evaluate a trained run or a reference policy: fixed seeds, mean and 95%% CI",
         description="Follow cohorts of users until N have finished an episode, acting greedily, "
         "and report mean and 95%% confidence interval of total reward, depth, average reward and "
-        "click rate. Results are also saved in RUN_DIR/eval/NAME.json.",
+        "click rate. With RUN_DIR: the run's agent (or --policy in the run's setting), saved in "
+        "RUN_DIR/eval/NAME.json. Without: --policy random|greedy|oracle on --data with "
+        "--simulator or --ground-truth.",
     )
-    p.add_argument("run", type=Path, metavar="RUN_DIR")
+    p.add_argument("run", type=Path, metavar="RUN_DIR", nargs="?")
+    p.add_argument("--data", type=Path, help="prepared dataset (reference policies, no RUN_DIR)")
     p.add_argument(
         "--episodes", type=int, default=1000, help="finished episodes (users) to evaluate"
     )
@@ -38,7 +41,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--policy",
         default="agent",
         choices=("agent", *REFERENCE_POLICIES),
-        help="the run's agent, or a reference policy in the same setting",
+        help="the run's agent, or a reference policy: random, greedy (top-K click probability) "
+        "or oracle (the slate of highest expected immediate reward)",
+    )
+    ranking = p.add_mutually_exclusive_group()
+    ranking.add_argument(
+        "--ranker",
+        type=Path,
+        metavar="SIM_DIR",
+        help="greedy/oracle rank by this simulator while acting in the evaluation env "
+        "(the transfer test)",
+    )
+    ranking.add_argument(
+        "--rank-by-truth",
+        action="store_true",
+        help="greedy/oracle rank by the built-in dataset's true users",
     )
     p.add_argument("--device", help="override the run's device")
     p.add_argument("--name", help="result file name under RUN_DIR/eval/ (default from the options)")
@@ -47,10 +64,31 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from hsrl.evaluate import EvalSettings, evaluate_run, format_result
+    from hsrl.errors import ConfigError
+    from hsrl.evaluate import EvalSettings, evaluate_policy, evaluate_run, format_result
     from hsrl.io import write_json
 
     settings = EvalSettings(episodes=args.episodes, seed=args.seed)
+    if args.run is None:
+        if args.data is None:
+            raise ConfigError("give a RUN_DIR, or --data DATA with a reference --policy")
+        if args.name:
+            raise ConfigError("--name names a result file under RUN_DIR/eval/: give a RUN_DIR")
+        result = evaluate_policy(
+            args.policy,
+            args.data,
+            settings,
+            simulator=args.simulator,
+            ground_truth=args.ground_truth,
+            ranker=args.ranker,
+            rank_by_truth=args.rank_by_truth,
+            split=args.split,
+            device=args.device or "cpu",
+        )
+        print(json.dumps(result) if args.json else format_result(result))
+        return 0
+    if args.data is not None:
+        raise ConfigError("--data is for reference policies without a RUN_DIR (a run knows its data)")
     result = evaluate_run(
         args.run,
         settings,
@@ -59,13 +97,22 @@ def _evaluate(args: argparse.Namespace) -> int:
         split=args.split,
         device=args.device,
         policy=args.policy,
+        ranker=args.ranker,
+        rank_by_truth=args.rank_by_truth,
     )
     target = (
         "truth"
         if args.ground_truth
         else ("sim-" + args.simulator.name if args.simulator else "sim")
     )
-    name = args.name or f"{args.policy}_{target}_{result['evaluation']['split']}_seed{args.seed}"
+    rank = (
+        "_rank-truth"
+        if args.rank_by_truth
+        else (f"_rank-{args.ranker.name}" if args.ranker else "")
+    )
+    name = args.name or (
+        f"{args.policy}{rank}_{target}_{result['evaluation']['split']}_seed{args.seed}"
+    )
     write_json(Path(args.run) / "eval" / f"{name}.json", result)
     print(json.dumps(result) if args.json else format_result(result))
     return 0

@@ -131,6 +131,11 @@ class GeneratorConfig:
     users; bigger locations are sampled (a random window of a fixed permutation)."""
     test_fraction: float = 0.2
     """share of users whose sessions go to rl4rs_b_test.csv."""
+    explore_share: float = 0.0
+    """share of pages shown with a randomised layout (exploration traffic): the behaviour
+    policy's 9 items in a uniformly random slot order instead of row r = location r. Such pages
+    are logged with behavior_policy_id 2 (the others 1). Without them, an item's effect and its
+    slot's effect cannot be told apart from the logs."""
     calibration_rounds: int = 3
     calibration_users: int = 1000
     """slot biases are fitted on pilot logs of this many users, in this many rounds."""
@@ -146,6 +151,8 @@ class GeneratorConfig:
             raise ValueError("behaviour_temperature must be > 0 and candidate_pool >= 3")
         if not 0.0 < self.test_fraction < 1.0:
             raise ValueError("test_fraction must be in (0, 1)")
+        if not 0.0 <= self.explore_share <= 1.0:
+            raise ValueError("explore_share must be in [0, 1]")
 
 
 # --------------------------------------------------------------------------------------------
@@ -832,6 +839,7 @@ class SimulatedLogs:
     history: np.ndarray  # (R, HISTORY_CAP) int32, left-padded
     session: np.ndarray  # (R,) int64: position of the user in `users` * S + session number
     sequence: np.ndarray  # (R,) int64, 1-based page number in its session
+    explore: np.ndarray  # (R,) bool: the page had a randomised layout (exploration traffic)
 
     def slot_click_rate(self) -> np.ndarray:
         return self.response.mean(axis=0)
@@ -865,6 +873,7 @@ def simulate_logs(
     slate_out = torch.zeros(total, SLATE_SIZE, dtype=torch.int32)
     response_out = torch.zeros(total, SLATE_SIZE, dtype=torch.uint8)
     history_out = torch.zeros(total, HISTORY_CAP, dtype=torch.int32)
+    explore_out = torch.zeros(total, dtype=torch.bool)
     history = torch.zeros(num, HISTORY_CAP, dtype=torch.long, device=device)
     policy = _BehaviourPolicy(model, config, gen)
     end = warmup + logged
@@ -875,6 +884,9 @@ def simulate_logs(
             user = users[block].to(device)
             past = history[block_dev]  # (B, H)
             slate = policy(user, device_gen)  # (B, 9)
+            explore = None
+            if config.explore_share > 0:
+                explore = _randomise_layout(slate, config.explore_share, device_gen)
             prob = model.click_probability(user, past, slate)
             uniform = torch.rand(prob.shape, generator=device_gen, device=device)
             response = (uniform < prob).to(torch.uint8)  # (B, 9)
@@ -885,6 +897,8 @@ def simulate_logs(
                 slate_out[rows] = slate.cpu()[is_logged].int()
                 response_out[rows] = response.cpu()[is_logged]
                 history_out[rows] = past.cpu()[is_logged].int()
+                if explore is not None:
+                    explore_out[rows] = explore.cpu()[is_logged]
     session = torch.repeat_interleave(torch.arange(num * sessions), pages.flatten())  # (R,)
     first = torch.cumsum(pages.flatten(), 0) - pages.flatten()
     sequence = torch.arange(total) - first[session] + 1
@@ -895,7 +909,17 @@ def simulate_logs(
         history=history_out.numpy(),
         session=session.numpy(),
         sequence=sequence.numpy(),
+        explore=explore_out.numpy(),
     )
+
+
+def _randomise_layout(slate: torch.Tensor, share: float, gen: torch.Generator) -> torch.Tensor:
+    """Shuffle the slots of a ``share`` of the pages in place; returns which pages (B,) bool."""
+    batch, size = slate.shape
+    explore = torch.rand(batch, generator=gen, device=slate.device) < share
+    order = torch.rand((batch, size), generator=gen, device=slate.device).argsort(dim=1)
+    slate.copy_(torch.where(explore.unsqueeze(1), slate.gather(1, order), slate))
+    return explore
 
 
 def calibrate_slot_bias(
@@ -959,12 +983,13 @@ def _record_lines(
         stamps = timestamp[rows].tolist()
         sessions = session_id[rows].tolist()
         sequences = logs.sequence[rows].tolist()
+        policies = np.where(logs.explore[rows], 2, 1).tolist()
         yield "".join(
             f"\n{stamp}@{sess}@{seq}@{','.join([id_text[i] for i in slate])}@{feedback_text[code]}@"
             f"{','.join([id_text[i] for i in hist[pad:]]) if pad < HISTORY_CAP else '0'}@"
-            f"{portrait_text[user]}@{';'.join([vec_text[i] for i in slate])}@1"
-            for stamp, sess, seq, slate, code, hist, pad, user in zip(
-                stamps, sessions, sequences, slates, codes, histories, pads, users
+            f"{portrait_text[user]}@{';'.join([vec_text[i] for i in slate])}@{policy}"
+            for stamp, sess, seq, slate, code, hist, pad, user, policy in zip(
+                stamps, sessions, sequences, slates, codes, histories, pads, users, policies
             )
         )
 
@@ -1009,6 +1034,7 @@ def generate_raw(
     sessions_per_user: int = 3,
     max_pages_per_session: int = 3,
     num_items: int | None = None,
+    explore_share: float | None = None,
     seed: int = 0,
     user_config: UserModelConfig | None = None,
     generator_config: GeneratorConfig | None = None,
@@ -1035,6 +1061,7 @@ def generate_raw(
                 "num_users": int(num_users),
                 "sessions_per_user": int(sessions_per_user),
                 "max_pages_per_session": int(max_pages_per_session),
+                **({} if explore_share is None else {"explore_share": float(explore_share)}),
             }
         )
     except ValueError as exc:
@@ -1123,6 +1150,7 @@ PREPARE_DEFAULTS = {
     "num_items": 0,  # 0 = the real RL4RS item table (283 items); else synthetic items
     "history_length": 50,
     "val_percent": 10,  # share of the training users whose records form the "val" split
+    "explore_percent": 0,  # share of pages with a randomised layout (exploration traffic)
 }
 PREPARE_MINIMUM = {
     "num_users": 10,
@@ -1131,6 +1159,7 @@ PREPARE_MINIMUM = {
     "num_items": 0,
     "history_length": 1,
     "val_percent": 1,
+    "explore_percent": 0,
 }
 
 
@@ -1155,6 +1184,8 @@ def prepare_builtin(
         raise ConfigError("--option num_items: must be 0 (the real table) or at least 30")
     if opts["val_percent"] >= 100:
         raise ConfigError("--option val_percent: must be below 100")
+    if opts["explore_percent"] > 100:
+        raise ConfigError("--option explore_percent: must be at most 100")
     out = Path(out)
     check_out(out, overwrite)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -1167,6 +1198,7 @@ def prepare_builtin(
             sessions_per_user=opts["sessions_per_user"],
             max_pages_per_session=opts["max_pages_per_session"],
             num_items=num_items,
+            explore_share=opts["explore_percent"] / 100,
             seed=seed,
         )
         items, meta = read_item_table(raw_dir / ITEM_FILE)

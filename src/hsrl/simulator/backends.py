@@ -60,11 +60,17 @@ class LearnedBackend:
         self.model.set_item_features(features)
 
     def item_logits(self, state: UserState) -> torch.Tensor:
-        """Immediate click logit of every item id 0..N for the B users, (B, N + 1)."""
+        """Immediate click logit of every item id 0..N for the B users, (B, N + 1), without the
+        slot term (the same for every item in a slot), so it ranks items as p(click) does."""
         with torch.inference_mode():
             items = torch.arange(self.item_features.shape[0], device=state.history.device)
             items = items.expand(state.history.shape[0], -1)
-            return self.model(state.user_profile, state.history, items)
+            return self.model.item_logits(state.user_profile, state.history, items)
+
+    def slot_logits(self, slate_size: int) -> torch.Tensor | None:
+        """The slot term (K,) of the model's logit, or None for a position-free model."""
+        with torch.inference_mode():
+            return self.model.slot_logits(slate_size)
 
     def click_probability(self, state: UserState, slate: torch.Tensor) -> torch.Tensor:
         # inference_mode is safe here: the probabilities never leave the env; the response the
@@ -121,6 +127,12 @@ class GroundTruthBackend:
             items = torch.arange(self.item_features.shape[0], device=state.history.device)
             items = items.expand(state.history.shape[0], -1)
             return self.model.item_logits(self._users(state), state.history, items)
+
+    def slot_logits(self, slate_size: int) -> torch.Tensor:
+        """The true slot term (K,) of the click logit."""
+        positions = torch.arange(slate_size, device=self.device)
+        bias = self.model.slot_bias.to(self.device)
+        return bias[positions.clamp(max=bias.shape[0] - 1)]
 
     def click_probability(self, state: UserState, slate: torch.Tensor) -> torch.Tensor:
         with torch.inference_mode():

@@ -189,6 +189,16 @@ class RecEnv:
 
     # ------------------------------------------------------------------ description
     @property
+    def record_sessions(self) -> torch.Tensor:
+        """Session ids (R,) of the logged records new users are sampled from."""
+        return self._pool_session
+
+    @property
+    def reward_fn(self) -> Any:
+        """The reward function of the responses, (B, K) -> (B,)."""
+        return self._reward_fn
+
+    @property
     def item_features(self) -> torch.Tensor:
         """(N + 1, F) item features on the env's device; row 0 is the padding item."""
         return self.backend.item_features
@@ -326,11 +336,26 @@ class RecEnv:
             raise HsrlError(
                 f"{type(self.backend).__name__} cannot score all items (no item_logits)"
             )
-        state = UserState(
+        with torch.no_grad():
+            return item_logits(self.user_state()).clone()
+
+    def user_state(self) -> UserState:
+        """What a backend reads about the current users (for scoring them with another model)."""
+        if not self._started:
+            raise HsrlError("RecEnv.user_state called before reset()")
+        return UserState(
             self._record, self._pool_session[self._record], self._profile, self._history
         )
-        with torch.no_grad():
-            return item_logits(state).clone()
+
+    def slot_scores(self) -> torch.Tensor:
+        """The slot term (K,) of the backend's click logit: logit(p) of item i in slot k is
+        ``item_scores()[:, i] + slot_scores()[k]``. Zeros for a position-free backend (or one
+        without ``slot_logits``)."""
+        slot_logits = getattr(self.backend, "slot_logits", None)
+        slots = slot_logits(self.slate_size) if slot_logits is not None else None
+        if slots is None:
+            return torch.zeros(self.slate_size, device=self.device)
+        return slots.detach().to(self.device, torch.float32).clone()
 
     def pop_finished_episodes(self) -> dict[str, torch.Tensor]:
         """Every episode finished since the last call, in order of finishing (then of user).
@@ -507,22 +532,32 @@ def make_env(
         )
     dataset = load_prepared(dataset_dir, splits=[split])
     records = dataset.split(split)
-    backend: ResponseBackend
-    if ground_truth:
+    backend = make_backend(dataset, records.session_id, simulator_dir, device=device)
+    return RecEnv(backend, records, config, device=device)
+
+
+def make_backend(
+    dataset: Any,
+    record_sessions: torch.Tensor,
+    simulator_dir: str | Path | None,
+    device: torch.device,
+) -> ResponseBackend:
+    """The response backend for users sampled from logged records with these session ids: the
+    trained simulator in ``simulator_dir`` (checked against the dataset), or the ground truth
+    of a built-in dataset when it is None."""
+    if simulator_dir is None:
         path = dataset.ground_truth_path
         if path is None:
             raise DataError(
-                Path(dataset_dir),
+                Path(dataset.path),
                 "this dataset has no ground-truth user model (only built-in ones do)",
             )
         from hsrl.data.builtin import GroundTruthUserModel
 
         model = GroundTruthUserModel.load(path, device)
-        backend = GroundTruthBackend(model, device, record_sessions=records.session_id)
-    else:
-        from hsrl.simulator.train import check_compatible, load_simulator
+        return GroundTruthBackend(model, device, record_sessions=record_sessions)
+    from hsrl.simulator.train import check_compatible, load_simulator
 
-        model = load_simulator(simulator_dir, device)  # type: ignore[arg-type]
-        check_compatible(model, dataset)
-        backend = LearnedBackend(model)
-    return RecEnv(backend, records, config, device=device)
+    learned = load_simulator(simulator_dir, device)
+    check_compatible(learned, dataset)
+    return LearnedBackend(learned)

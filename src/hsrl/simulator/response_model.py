@@ -36,6 +36,8 @@ from torch import nn
 from hsrl.errors import ConfigError
 
 Variant = Literal["rl4rs", "ml1m"]
+Position = Literal["none", "slot", "auto"]
+POSITIONS = ("none", "slot", "auto")
 
 
 @dataclass(frozen=True)
@@ -58,10 +60,20 @@ class ResponseModelConfig:
     """P: user profile size; None = take it from the dataset."""
     item_feature_dim: int | None = None
     """F: item feature size; None = take it from the dataset."""
+    position: Position = "none"
+    """"none": the reference's position-free model (an item's logit is the same in every slot);
+    "slot": a learned logit offset per slot is added (the position-based click model), trained on
+    the logged slot of every exposure, so the slot effect is not credited to the items; "auto"
+    (training only): "slot" when the training logs identify it, else "none"."""
+    slate_size: int | None = None
+    """K: slots with their own offset ("slot" position only); None = take it from the dataset.
+    Slots past the K-th share the K-th's offset."""
 
     def __post_init__(self) -> None:
         if self.variant not in ("rl4rs", "ml1m"):
             raise ConfigError(f"variant: {self.variant!r} is not 'rl4rs' or 'ml1m'")
+        if self.position not in POSITIONS:
+            raise ConfigError(f"position: {self.position!r} is not 'none', 'slot' or 'auto'")
         for name in ("feature_dim", "hidden_dim", "num_heads", "history_length"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name}: must be at least 1, got {getattr(self, name)}")
@@ -71,7 +83,7 @@ class ResponseModelConfig:
             )
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"dropout: must be in [0, 1), got {self.dropout}")
-        for name in ("profile_dim", "item_feature_dim"):
+        for name in ("profile_dim", "item_feature_dim", "slate_size"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ConfigError(f"{name}: must be at least 1, got {value}")
@@ -105,6 +117,14 @@ class UserResponseModel(nn.Module):
         self.history_attention = nn.MultiheadAttention(f, config.num_heads, batch_first=True)
         self.user_attention = nn.MultiheadAttention(f, config.num_heads, batch_first=True)
         self.fuse = nn.Linear(2 * f, f) if config.variant == "ml1m" else None
+        if config.position == "auto":
+            raise ConfigError("response model: position 'auto' is resolved at training time")
+        if config.position == "slot":
+            if config.slate_size is None:
+                raise ConfigError("response model: position 'slot' needs slate_size")
+            self.slot_bias = nn.Parameter(torch.zeros(config.slate_size))
+        else:
+            self.slot_bias = None
         self._tables: tuple[torch.Tensor, torch.Tensor] | None = None
         # Set by load_simulator: the dataset.json of the folder it came from.
         self.dataset_fingerprint: dict[str, Any] = {}
@@ -220,17 +240,34 @@ class UserResponseModel(nn.Module):
             intent = self.fuse(torch.cat((intent, user), dim=-1))
         return intent
 
+    def item_logits(
+        self, user_profile: torch.Tensor, history: torch.Tensor, items: torch.Tensor
+    ) -> torch.Tensor:
+        """Position-free logits (B, C) of any candidate items (B, C): the logit without the slot
+        term, which ranks candidates as the click probability in any one slot does."""
+        emb_table, proj_table = self._tables_for(history.numel() + items.numel())
+        intent = self._intent(user_profile, history, emb_table, proj_table)  # (B, f)
+        if emb_table is not None:
+            emb = emb_table[items]  # (B, C, f)
+        else:
+            emb = self.item_encoder(self.item_features[items])
+        return (emb * intent.unsqueeze(1)).sum(dim=-1)
+
+    def slot_logits(self, slate_size: int) -> torch.Tensor | None:
+        """The slot term (K,) added to the logit of the k-th exposed item; None if position-free."""
+        if self.slot_bias is None:
+            return None
+        slots = torch.arange(slate_size, device=self.slot_bias.device)
+        return self.slot_bias[slots.clamp(max=self.slot_bias.shape[0] - 1)]
+
     def forward(
         self, user_profile: torch.Tensor, history: torch.Tensor, slate: torch.Tensor
     ) -> torch.Tensor:
-        """Click logits (B, K) for profile (B, P) float, history (B, H) and slate (B, K) ids."""
-        emb_table, proj_table = self._tables_for(history.numel() + slate.numel())
-        intent = self._intent(user_profile, history, emb_table, proj_table)  # (B, f)
-        if emb_table is not None:
-            items = emb_table[slate]  # (B, K, f)
-        else:
-            items = self.item_encoder(self.item_features[slate])
-        return (items * intent.unsqueeze(1)).sum(dim=-1)
+        """Click logits (B, K) for profile (B, P) float, history (B, H) and slate (B, K) ids; the
+        k-th item of a slate is shown in slot k."""
+        logits = self.item_logits(user_profile, history, slate)
+        slot = self.slot_logits(slate.shape[-1])
+        return logits if slot is None else logits + slot
 
     def click_probability(
         self, user_profile: torch.Tensor, history: torch.Tensor, slate: torch.Tensor

@@ -176,11 +176,55 @@ def resolve_model_config(
         "profile_dim": dataset_manifest["user_profile_dim"],
         "item_feature_dim": dataset_manifest["item_feature_dim"],
     }
+    if config.position != "none":
+        dims["slate_size"] = dataset_manifest["slate_size"]
     for name, value in dims.items():
         given = getattr(config, name)
         if given is not None and given != value:
             raise ConfigError(f"model.{name}: {given} given, but the dataset has {value}")
     return dataclasses.replace(config, **dims)
+
+
+def slot_components(slate: torch.Tensor, num_items: int) -> list[list[int]]:
+    """Groups of slots (1-based) linked by items logged in both, in order of their first slot.
+
+    Slot k and slot j are linked when some item was shown in both; a group is a connected
+    component of that graph. A per-slot logit offset and the items' effects can be told apart
+    only within a group: between two groups, any constant moved from the slots of one group to
+    the items shown there fits the logs equally well. One group means the position effect is
+    identifiable (the logs show items at several positions, e.g. exploration traffic); a fixed
+    layout (RL4RS: items of location r only in row r) gives one group per row.
+    """
+    size = slate.shape[1]
+    seen = torch.zeros(size, num_items + 1, dtype=torch.bool, device=slate.device)
+    seen.scatter_(1, slate.T.long(), True)
+    seen[:, 0] = False
+    linked = (seen.float() @ seen.float().T > 0).cpu()  # (K, K)
+    reach = linked | torch.eye(size, dtype=torch.bool)
+    for _ in range(size):  # transitive closure of a K x K graph
+        reach = (reach.float() @ reach.float() > 0) | reach
+    groups: list[list[int]] = []
+    placed: set[int] = set()
+    for k in range(size):
+        if k not in placed:
+            members = [j for j in range(size) if bool(reach[k, j])]
+            placed.update(members)
+            groups.append([j + 1 for j in members])
+    return groups
+
+
+def check_position_identifiable(slate: torch.Tensor, num_items: int, where: Path) -> None:
+    """Refuse a position-aware model on logs that cannot separate slot and item effects."""
+    groups = slot_components(slate, num_items)
+    if len(groups) > 1:
+        shown = " ".join("{" + ",".join(map(str, g)) + "}" for g in groups)
+        raise DataError(
+            where,
+            f"the position effect is not identifiable from these logs: the slot groups {shown} "
+            "never show a common item (a fixed page layout), so a per-slot offset cannot be told "
+            "apart from the items' effects; train the position-free model (--position none), or "
+            "use logs with a share of randomised-layout pages",
+        )
 
 
 @torch.no_grad()
@@ -241,6 +285,22 @@ def train_simulator(
         val = _Batches.of(dataset.split(val_split), h, device)
         if len(train) == 0 or len(val) == 0:
             raise DataError(dataset_dir, "the train and validation splits must not be empty")
+        slot_groups = slot_components(train.slate, dataset.items.num_items)
+        if model_config.position == "auto":
+            position = "slot" if len(slot_groups) == 1 else "none"
+            model_config = dataclasses.replace(
+                model_config,
+                position=position,
+                slate_size=model_config.slate_size if position == "slot" else None,
+            )
+            config = dataclasses.replace(config, model=model_config)
+            if position == "none":
+                say(
+                    "position: none (the logs show every item in one page row only, so the slot "
+                    "effect cannot be told apart from the items'; see docs/simulator.md)"
+                )
+        if model_config.position == "slot":
+            check_position_identifiable(train.slate, dataset.items.num_items, dataset_dir)
         fork_devices = [device] if device.type == "cuda" else []
         with torch.random.fork_rng(devices=fork_devices):
             torch.manual_seed(config.seed)
@@ -248,7 +308,8 @@ def train_simulator(
             model = UserResponseModel(model_config, dataset.items.features).to(device)
             optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
             say(
-                f"training the {model_config.variant} response model on {len(train):,} records "
+                f"training the {model_config.variant} response model "
+                f"(position: {model_config.position}) on {len(train):,} records "
                 f"({dataset_dir}), validating on {len(val):,} '{val_split}' records, device {device}"
             )
             epochs: list[dict[str, Any]] = []
@@ -315,7 +376,10 @@ def train_simulator(
             "train_records": len(train),
             "val_records": len(val),
             "device": str(device),
+            "slot_groups": slot_groups,
         }
+        if model.slot_bias is not None:
+            metrics["slot_bias"] = [round(float(v), 4) for v in model.slot_bias.detach().cpu()]
         _write_checkpoint(tmp, model, dataset_fingerprint(dataset), config, metrics)
         say(f"best epoch {best_epoch} (val AUC {best_auc:.4f}); simulator saved to {out}")
     return metrics
