@@ -55,9 +55,9 @@ def run_pipeline(config: PipelineConfig, *, progress: bool = True) -> dict[str, 
     from hsrl.agents import AGENTS
     from hsrl.data import prepare
     from hsrl.evaluate import EvalSettings, evaluate_policy, evaluate_run
-    from hsrl.simulator.response_model import ResponseModelConfig
     from hsrl.presets import merge, preset
     from hsrl.sid import build_sid_folder
+    from hsrl.simulator.response_model import ResponseModelConfig
     from hsrl.simulator.train import SimulatorTrainConfig, train_simulator
     from hsrl.train import config_from_dict, train
 
@@ -131,7 +131,9 @@ def run_pipeline(config: PipelineConfig, *, progress: bool = True) -> dict[str, 
         "greedy", data_dir, settings, ground_truth=True, ranker=sim_dir, device=config.device
     )
     truth_greedy = next(
-        r for r in results if r["agent"] == "greedy" and r["evaluation"]["simulator"] == "ground_truth"
+        r
+        for r in results
+        if r["agent"] == "greedy" and r["evaluation"]["simulator"] == "ground_truth"
     )
     ratio = (
         transfer["metrics"]["total_reward"]["mean"]

@@ -163,8 +163,12 @@ def oracle_slates(
     top_index = j.clamp(max=k - 1)
     items = torch.where(
         from_top,
-        best_first.indices.unsqueeze(1).expand(-1, k + 1, -1).gather(2, top_index.expand(batch, -1, -1)),
-        worst_first.indices.unsqueeze(1).expand(-1, k + 1, -1).gather(2, bottom_index.expand(batch, -1, -1)),
+        best_first.indices.unsqueeze(1)
+        .expand(-1, k + 1, -1)
+        .gather(2, top_index.expand(batch, -1, -1)),
+        worst_first.indices.unsqueeze(1)
+        .expand(-1, k + 1, -1)
+        .gather(2, bottom_index.expand(batch, -1, -1)),
     )
     logits = item_logits.unsqueeze(1).expand(-1, k + 1, -1).gather(2, items).double()
     # Best-ranked item in the best slot, and so on down.

@@ -88,7 +88,9 @@ def _evaluate(args: argparse.Namespace) -> int:
         print(json.dumps(result) if args.json else format_result(result))
         return 0
     if args.data is not None:
-        raise ConfigError("--data is for reference policies without a RUN_DIR (a run knows its data)")
+        raise ConfigError(
+            "--data is for reference policies without a RUN_DIR (a run knows its data)"
+        )
     result = evaluate_run(
         args.run,
         settings,

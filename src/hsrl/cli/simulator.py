@@ -59,14 +59,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     f.add_argument("path", type=Path, metavar="SIM_DIR", help="simulator folder")
     f.add_argument("--data", type=Path, required=True, help="prepared dataset with a ground truth")
-    f.add_argument("--runs", type=Path, nargs="*", default=[], metavar="RUN_DIR",
-                   help="trained runs to add to the cross-evaluation")
+    f.add_argument(
+        "--runs",
+        type=Path,
+        nargs="*",
+        default=[],
+        metavar="RUN_DIR",
+        help="trained runs to add to the cross-evaluation",
+    )
     f.add_argument("--episodes", type=int, default=1000, help="users per evaluation")
     f.add_argument("--seed", type=int, default=0, help="evaluation seed")
     f.add_argument("--split", default="test", help="users to measure on (default test)")
     f.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")
-    f.add_argument("--out", type=Path,
-                   help="folder for fidelity.json, fidelity.md and reliability.png")
+    f.add_argument(
+        "--out", type=Path, help="folder for fidelity.json, fidelity.md and reliability.png"
+    )
     f.add_argument("--json", action="store_true", help="print one JSON object")
     f.set_defaults(func=_fidelity)
 

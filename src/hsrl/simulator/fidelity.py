@@ -121,16 +121,16 @@ def response_fidelity(
     max_users: int = 2000,
 ) -> dict[str, Any]:
     """AUC and its ceiling, calibration, and per-user rank correlation on ``split``."""
-    from hsrl.data.prepared import load_prepared
+    from hsrl.data.prepared import load_prepared, read_manifest
     from hsrl.simulator.backends import UserState
     from hsrl.simulator.env import make_backend
     from hsrl.simulator.history import fit_history
 
-    dataset = load_prepared(data, splits=[split])
-    if dataset.ground_truth_path is None:
+    if not read_manifest(data).get("ground_truth"):
         raise DataError(
             Path(data), "fidelity needs a dataset with a ground truth (the built-in dataset)"
         )
+    dataset = load_prepared(data, splits=[split])
     records = dataset.split(split).to(device)
     sim = make_backend(dataset, records.session_id, simulator, torch.device(device))
     truth = make_backend(dataset, records.session_id, None, torch.device(device))
@@ -182,7 +182,10 @@ def _rows(state: Any, index: Any, size: int | None) -> Any:
     if size is not None:
         index = slice(index, index + size)
     return UserState(
-        state.record[index], state.session_id[index], state.user_profile[index], state.history[index]
+        state.record[index],
+        state.session_id[index],
+        state.user_profile[index],
+        state.history[index],
     )
 
 
@@ -300,7 +303,9 @@ def fidelity_report(
 
 def format_fidelity(report: dict[str, Any]) -> str:
     """A markdown summary of :func:`fidelity_report`."""
-    within = ", ".join(f"row {k}: {v:.3f}" for k, v in report["rank_correlation_within_row"].items())
+    within = ", ".join(
+        f"row {k}: {v:.3f}" for k, v in report["rank_correlation_within_row"].items()
+    )
     lines = [
         f"# Simulator fidelity: {report['simulator']} against the true users of {report['data']}",
         "",
