@@ -33,6 +33,10 @@ class PipelineConfig:
     data_options: dict[str, str] = field(default_factory=dict)
     """Options of the built-in generator (`hsrl data prepare builtin --option`), over
     MAIN_JOB_DATA."""
+    simulator_variant: str = "ml1m"
+    """Response model variant; "ml1m" fuses the history intent with the user vector, which
+    learns the built-in users' preferences far better than "rl4rs" (docs/simulator.md)."""
+    simulator_feature_dim: int = 32
     simulator_position: str = "auto"
     """The response model's position term: "slot", "none" (the reference's) or "auto" (slot
     when the logs identify it)."""
@@ -44,7 +48,7 @@ class PipelineConfig:
 # The main job's world (docs/simulator.md, "Fidelity"): enough logged users for the simulator
 # to learn each user's preferences, and a share of pages with a randomised layout so that slot
 # and item effects can be told apart.
-MAIN_JOB_DATA = {"num_users": "10000", "explore_percent": "20"}
+MAIN_JOB_DATA = {"num_users": "30000", "explore_percent": "20"}
 
 
 def _step(name: str, started: float) -> None:
@@ -81,7 +85,11 @@ def run_pipeline(config: PipelineConfig, *, progress: bool = True) -> dict[str, 
             data_dir,
             sim_dir,
             SimulatorTrainConfig(
-                model=ResponseModelConfig(position=config.simulator_position),  # type: ignore[arg-type]
+                model=ResponseModelConfig(
+                    variant=config.simulator_variant,  # type: ignore[arg-type]
+                    feature_dim=config.simulator_feature_dim,
+                    position=config.simulator_position,  # type: ignore[arg-type]
+                ),
                 epochs=config.simulator_epochs,
                 seed=config.seed,
             ),

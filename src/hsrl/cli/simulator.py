@@ -27,10 +27,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     t.add_argument("--l2", type=float, default=3e-4, help="L2 coefficient (default 3e-4)")
     t.add_argument("--seed", type=int, default=0, help="seed of initialisation and batch order")
     t.add_argument(
+        "--feature-dim", type=int, default=16, help="f: size of the user, item and intent vectors"
+    )
+    t.add_argument(
         "--variant",
         choices=("auto", "rl4rs", "ml1m"),
         default="auto",
-        help="model variant; auto = ml1m for MovieLens sources, else rl4rs",
+        help="model variant: rl4rs (intent = cross-attention of the user over the history) or "
+        "ml1m (that intent fused with the user vector by a linear map); auto = ml1m for MovieLens "
+        "sources, else rl4rs",
     )
     t.add_argument(
         "--position",
@@ -97,7 +102,9 @@ def _train(args: argparse.Namespace) -> int:
         variant = "ml1m" if source.startswith("ml1m") else "rl4rs"
     config = replace(
         SimulatorTrainConfig(),
-        model=ResponseModelConfig(variant=variant, position=args.position),
+        model=ResponseModelConfig(
+            variant=variant, position=args.position, feature_dim=args.feature_dim
+        ),
         epochs=args.epochs,
         batch_size=args.batch_size,
         lr=args.lr,
