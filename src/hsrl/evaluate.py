@@ -213,12 +213,12 @@ def evaluate_policy(
     rank_by_truth: bool = False,
     split: str | None = None,
     device: str = "cpu",
-    env: Any = None,
 ) -> dict[str, Any]:
     """Evaluate a reference policy (random, greedy, oracle) on a dataset, with no run folder.
 
-    The env is the default training env (32-user batches aside: cohorts of ``settings``) on
-    ``simulator`` or the ground truth, over ``split`` (default: test when the dataset has it).
+    The env has the default env settings (reward from the dataset, T0 = 20), cohorts of
+    ``settings.cohort_size`` users, on ``simulator`` or the ground truth, over ``split``
+    (default: test when the dataset has it).
     """
     from hsrl.agents.base import Catalogue
     from hsrl.agents.reference import REFERENCE_POLICIES
@@ -237,16 +237,15 @@ def evaluate_policy(
     elif split not in dataset_splits:
         raise ConfigError(f"--split {split!r}: the dataset has {', '.join(dataset_splits)}")
     torch_device = resolve_device(device)
-    if env is None:
-        env = build_env(
-            data,
-            simulator,
-            EnvSettings(),
-            torch_device,
-            split=split,
-            num_users=min(settings.cohort_size, settings.episodes),
-            ground_truth=ground_truth,
-        )
+    env = build_env(
+        data,
+        simulator,
+        EnvSettings(),
+        torch_device,
+        split=split,
+        num_users=min(settings.cohort_size, settings.episodes),
+        ground_truth=ground_truth,
+    )
     catalogue = Catalogue(env.item_features)
     actor = _reference_actor(policy, env, catalogue, data, ranker, rank_by_truth)
     start = time.perf_counter()

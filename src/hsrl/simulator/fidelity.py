@@ -150,7 +150,7 @@ def response_fidelity(
     calibration, ece = calibration_table(sim_prob.cpu(), response.cpu())
 
     # Rank correlation of item scores, one logged record per user (the first), up to max_users.
-    first = _first_record_per_session_user(truth, records, max_users)
+    first = _first_record_per_user(truth, records, max_users)
     sub = _rows(state, first, None)
     sim_scores = sim.item_logits(sub)[:, 1:]
     true_scores = truth.item_logits(sub)[:, 1:]
@@ -189,17 +189,12 @@ def _rows(state: Any, index: Any, size: int | None) -> Any:
     )
 
 
-def _first_record_per_session_user(truth: Any, records: Any, max_users: int) -> torch.Tensor:
+def _first_record_per_user(truth: Any, records: Any, max_users: int) -> torch.Tensor:
     """Index of each true user's first record (in split order), at most ``max_users`` of them."""
     users = truth.model.user_of_session(records.session_id).cpu().numpy()
     _, first = np.unique(users, return_index=True)
     first = np.sort(first)[:max_users]
     return torch.from_numpy(first).to(records.session_id.device)
-
-
-def transfer_ratio(rows: dict[str, dict[str, float]]) -> float:
-    """True value of the simulator's greedy over the true value of the truth's greedy."""
-    return rows["greedy (sim)"]["truth"] / rows["greedy (truth)"]["truth"]
 
 
 # The policy suite of the cross-evaluation: (name, policy, ranks by the truth?).
@@ -267,13 +262,15 @@ def cross_evaluation(
     return {
         "rows": rows,
         "kendall_tau": round(kendall_tau(sim_values, truth_values), 4),
-        "transfer_ratio": round(
-            rows["greedy (sim)"]["truth"]["mean"] / rows["greedy (truth)"]["truth"]["mean"], 4
-        ),
-        "oracle_transfer_ratio": round(
-            rows["oracle (sim)"]["truth"]["mean"] / rows["oracle (truth)"]["truth"]["mean"], 4
-        ),
+        "transfer_ratio": round(transfer_ratio(rows, "greedy"), 4),
+        "oracle_transfer_ratio": round(transfer_ratio(rows, "oracle"), 4),
     }
+
+
+def transfer_ratio(rows: dict[str, dict[str, Any]], policy: str = "greedy") -> float:
+    """True value of the policy ranking by the simulator over that of the one ranking by the
+    truth (rows as in :func:`cross_evaluation`)."""
+    return rows[f"{policy} (sim)"]["truth"]["mean"] / rows[f"{policy} (truth)"]["truth"]["mean"]
 
 
 def fidelity_report(
