@@ -150,26 +150,17 @@ def oracle_slates(
     allowed = torch.isfinite(item_logits).sum(dim=1)
     if int(allowed.min()) < k:
         raise ConfigError(f"the oracle needs at least {k} items that can be shown")
-    top = min(k, item_logits.shape[1])
-    best_first = item_logits.topk(top, dim=1)  # the top k allowed items, best first
-    worst_first = item_logits.masked_fill(~torch.isfinite(item_logits), torch.inf).topk(
-        top, dim=1, largest=False
+    best_first = item_logits.topk(k, dim=1).indices  # the top k allowed items, best first
+    worst_first = (
+        item_logits.masked_fill(~torch.isfinite(item_logits), torch.inf)
+        .topk(k, dim=1, largest=False)
+        .indices
     )  # the bottom k allowed items, worst first
     # Set m: the top m items, then the bottom k - m, in rank order (best first): (B, K+1, K).
+    # Position j >= m of set m holds the (k - 1 - j)-th worst item.
     m = torch.arange(k + 1, device=device).view(1, -1, 1)
     j = torch.arange(k, device=device).view(1, 1, -1)
-    from_top = j < m
-    bottom_index = (k - 1 - j).expand(1, k + 1, -1)  # position in worst_first (0 = worst)
-    top_index = j.clamp(max=k - 1)
-    items = torch.where(
-        from_top,
-        best_first.indices.unsqueeze(1)
-        .expand(-1, k + 1, -1)
-        .gather(2, top_index.expand(batch, -1, -1)),
-        worst_first.indices.unsqueeze(1)
-        .expand(-1, k + 1, -1)
-        .gather(2, bottom_index.expand(batch, -1, -1)),
-    )
+    items = torch.where(j < m, best_first.unsqueeze(1), worst_first.flip(1).unsqueeze(1))
     logits = item_logits.unsqueeze(1).expand(-1, k + 1, -1).gather(2, items).double()
     # Best-ranked item in the best slot, and so on down.
     slot_rank = slot_logits.argsort(descending=True)
