@@ -72,6 +72,9 @@ class CatalogueChange:
 
     retire: torch.Tensor  # (R,) long item ids
     features: torch.Tensor  # (A, F) float features of the new items
+    rows: torch.Tensor | None = None
+    """(A,) long: the page row (location) of each new item, its prototype's; needed under a
+    page layout (:class:`~hsrl.slate.PageLayout`)."""
 
     def to_dict(self) -> dict[str, Any]:
         return {"retired": int(self.retire.numel()), "added": int(self.features.shape[0])}
@@ -93,6 +96,17 @@ def new_item_features(
     generator: torch.Generator,
 ) -> torch.Tensor:
     """``count`` new feature vectors (count, F) drawn like the live items (module docs)."""
+    return _draw_new_items(features, live, count, noise, generator)[0]
+
+
+def _draw_new_items(
+    features: torch.Tensor,
+    live: torch.Tensor,
+    count: int,
+    noise: float,
+    generator: torch.Generator,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """New feature vectors (count, F) and the ids (count,) of the items they were copied from."""
     live_ids = live.nonzero().squeeze(1)
     if live_ids.numel() == 0:
         raise ConfigError("the catalogue has no live item to draw new items from")
@@ -107,28 +121,38 @@ def new_item_features(
         low, high = rows.min(dim=0).values, rows.max(dim=0).values
         perturbed = torch.maximum(torch.minimum(perturbed, high), low)
         new = torch.where(continuous, perturbed, new)
-    return new
+    return new, live_ids[pick.to(live_ids.device)]
 
 
 def plan_changes(
-    schedule: ChurnSchedule, features: torch.Tensor, live: torch.Tensor
+    schedule: ChurnSchedule,
+    features: torch.Tensor,
+    live: torch.Tensor,
+    item_row: torch.Tensor | None = None,
 ) -> list[CatalogueChange]:
     """The schedule's changes for a catalogue ``features (N + 1, F)``, ``live (N + 1,)``.
 
     ``round(fraction * live items)`` distinct starting items retire, spread evenly over the
     steps, and as many new items arrive, so the live catalogue keeps its size. Deterministic in
-    the schedule's seed and the catalogue.
+    the schedule's seed and the catalogue. With ``item_row`` (N + 1,), the page row of each
+    item, every new item gets its prototype's row.
     """
     generator = torch.Generator().manual_seed(schedule.seed)
     original = live.nonzero().squeeze(1).cpu()  # (M,)
     total = round(schedule.fraction * original.numel())
     order = torch.randperm(original.numel(), generator=generator)
     retire = original[order[:total]]  # random order: the chunks are random subsets
-    new = new_item_features(features.cpu(), live.cpu(), total, schedule.noise, generator)
+    new, prototype = _draw_new_items(features.cpu(), live.cpu(), total, schedule.noise, generator)
+    rows = None if item_row is None else item_row.cpu().long()[prototype]
+    new_rows = (
+        torch.tensor_split(rows, schedule.steps) if rows is not None else [None] * schedule.steps
+    )
     return [
-        CatalogueChange(r.sort().values, f)
-        for r, f in zip(
-            torch.tensor_split(retire, schedule.steps), torch.tensor_split(new, schedule.steps)
+        CatalogueChange(r.sort().values, f, row)
+        for r, f, row in zip(
+            torch.tensor_split(retire, schedule.steps),
+            torch.tensor_split(new, schedule.steps),
+            new_rows,
         )
     ]
 
@@ -157,6 +181,17 @@ def apply_change(
             raise ConfigError("retire: an item id is given twice")
         if not bool(catalogue.live[retire].all()):
             raise ConfigError("retire: an item is not live")
+    layout = catalogue.layout
+    if layout is not None:
+        if change.rows is None or change.rows.numel() != added.shape[0]:
+            raise ConfigError(
+                "under a page layout every new item needs its page row (CatalogueChange.rows)"
+            )
+        live_after = catalogue.live.clone()
+        live_after[retire] = False
+        live_after = torch.cat([live_after, live_after.new_ones(added.shape[0])])
+        layout = layout.with_items(torch.cat([layout.item_row, change.rows.to(device).long()]))
+        layout.check_items(live_after)
     sid = catalogue.sid
     if sid is not None:
         from hsrl.sid.collisions import check_capacity
@@ -175,8 +210,9 @@ def apply_change(
     live = torch.cat([live, torch.ones(added.shape[0], dtype=torch.bool, device=device)])
     catalogue.features = torch.cat([catalogue.features, added])
     catalogue.live = live
+    catalogue.layout = layout
     for env in envs:
-        env.set_items(catalogue.features, catalogue.live)
+        env.set_items(catalogue.features, catalogue.live, layout)
     return ids.to(device)
 
 

@@ -173,7 +173,10 @@ def _evaluate_one(
     catalogue = parts.catalogue
     first_new = catalogue.features.shape[0]  # ids >= this are new items
     schedule = settings.schedule(fraction, churn_seed)
-    changes = plan_changes(schedule, catalogue.features, catalogue.live) if fraction else []
+    item_row = catalogue.layout.item_row if catalogue.layout is not None else None
+    changes = (
+        plan_changes(schedule, catalogue.features, catalogue.live, item_row) if fraction else []
+    )
     if mode == "continued":
         parts.config = dataclasses.replace(
             config, train=dataclasses.replace(config.train, tensorboard=False)
@@ -206,7 +209,7 @@ def _evaluate_one(
         num_users=min(1000, settings.episodes),
         ground_truth=settings.ground_truth,
     )
-    env.set_items(catalogue.features, catalogue.live)
+    env.set_items(catalogue.features, catalogue.live, catalogue.layout)
     parts.agent.eval()
     actor = parts.agent if policy == "agent" else reference_policy(policy, env, catalogue)
     counter = _SlateCounter(actor, first_new)

@@ -123,6 +123,7 @@ def evaluate_run(
         ground_truth=ground_truth,
     )
     parts.catalogue.features = env.item_features
+    parts.catalogue.layout = env.layout
     if policy == "agent":
         if ranker is not None or rank_by_truth:
             raise ConfigError("--ranker applies to the greedy and oracle policies only")
@@ -138,7 +139,15 @@ def evaluate_run(
         "seed": config.seed,
         "iteration": iteration,
         "evaluation": _evaluation_info(
-            ground_truth, sim_dir, split, settings, parts.device, ranker, rank_by_truth, start
+            ground_truth,
+            sim_dir,
+            split,
+            settings,
+            parts.device,
+            ranker,
+            rank_by_truth,
+            start,
+            config.env.layout,
         ),
         "metrics": summarize_episodes(episodes),
     }
@@ -162,8 +171,9 @@ def _evaluation_info(
     ranker: str | Path | None,
     rank_by_truth: bool,
     start: float,
+    layout: str = "free",
 ) -> dict[str, Any]:
-    return {
+    info = {
         "simulator": "ground_truth" if ground_truth else str(sim_dir),
         "ranker": "ground_truth" if rank_by_truth else (None if ranker is None else str(ranker)),
         "split": split,
@@ -172,6 +182,9 @@ def _evaluation_info(
         "device": str(device),
         "wall_s": round(time.perf_counter() - start, 3),
     }
+    if layout != "free":
+        info["layout"] = layout
+    return info
 
 
 def _reference_actor(
@@ -213,12 +226,13 @@ def evaluate_policy(
     rank_by_truth: bool = False,
     split: str | None = None,
     device: str = "cpu",
+    layout: str = "free",
 ) -> dict[str, Any]:
     """Evaluate a reference policy (random, greedy, oracle) on a dataset, with no run folder.
 
-    The env has the default env settings (reward from the dataset, T0 = 20), cohorts of
-    ``settings.cohort_size`` users, on ``simulator`` or the ground truth, over ``split``
-    (default: test when the dataset has it).
+    The env has the default env settings (reward from the dataset, T0 = 20) and the page
+    ``layout`` ("free" or "rows"), cohorts of ``settings.cohort_size`` users, on ``simulator``
+    or the ground truth, over ``split`` (default: test when the dataset has it).
     """
     from hsrl.agents.base import Catalogue
     from hsrl.agents.reference import REFERENCE_POLICIES
@@ -240,13 +254,13 @@ def evaluate_policy(
     env = build_env(
         data,
         simulator,
-        EnvSettings(),
+        EnvSettings(layout=layout),
         torch_device,
         split=split,
         num_users=min(settings.cohort_size, settings.episodes),
         ground_truth=ground_truth,
     )
-    catalogue = Catalogue(env.item_features)
+    catalogue = Catalogue(env.item_features, layout=env.layout)
     actor = _reference_actor(policy, env, catalogue, data, ranker, rank_by_truth)
     start = time.perf_counter()
     episodes = run_episodes(env, actor, settings)
@@ -258,7 +272,15 @@ def evaluate_policy(
         "iteration": None,
         "data": str(data),
         "evaluation": _evaluation_info(
-            ground_truth, simulator, split, settings, torch_device, ranker, rank_by_truth, start
+            ground_truth,
+            simulator,
+            split,
+            settings,
+            torch_device,
+            ranker,
+            rank_by_truth,
+            start,
+            layout,
         ),
         "metrics": summarize_episodes(episodes),
     }

@@ -46,6 +46,9 @@ class EnvSettings:
     """Truncate an episode after this many steps (0: no cap)."""
     ground_truth: bool = False
     """Train against the built-in dataset's true user model instead of the learned simulator."""
+    layout: str = "free"
+    """'free': any item in any slot; 'rows': the dataset's page layout (row r shows only items
+    of location r, as RL4RS pages do)."""
 
 
 @dataclass(frozen=True)
@@ -141,6 +144,7 @@ def build_env(
         split=settings.split if split is None else split,
         device=str(device),
         check_actions=check_actions,
+        layout=settings.layout,
     )
     return make_env(
         data,
@@ -158,7 +162,7 @@ def build_catalogue(env: Any, sid_dir: str | Path | None, device: torch.device) 
 
         # Checks that the SIDs were built for this catalogue (count, dimension, feature hash).
         sid = SidIndex.load(sid_dir, device=device, features=env.item_features.cpu())
-    return Catalogue(env.item_features, sid=sid)
+    return Catalogue(env.item_features, sid=sid, layout=env.layout)
 
 
 def build_run(config: RunConfig) -> RunParts:

@@ -116,9 +116,11 @@ class A2CFlatAgent(Agent):
         _, log_probs = self.policy(obs)
         k = self.spec.slate_size
         if explore:
-            slate = sample_slate(log_probs, k, generator, self.config.explore_epsilon)
+            slate = sample_slate(
+                log_probs, k, generator, self.config.explore_epsilon, self.catalogue.layout
+            )
         else:
-            slate = greedy_slate(log_probs, k)
+            slate = greedy_slate(log_probs, k, self.catalogue.layout)
         return Action(slate, slate)
 
     def losses(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:

@@ -30,17 +30,26 @@ class Catalogue:
     """The items that can be recommended now, on the agent's device.
 
     ``features`` (N + 1, F) with row 0 the padding item; ``live`` (N + 1,) bool. ``sid`` is the
-    semantic-ID index for agents that act in the Semantic Action Space. Training and evaluation
-    may swap in a changed catalogue; networks never change shape when it does.
+    semantic-ID index for agents that act in the Semantic Action Space. ``layout`` is the env's
+    :class:`~hsrl.slate.PageLayout` (which rows of the page each item may go to), or None when
+    any item may go in any slot. Training and evaluation may swap in a changed catalogue;
+    networks never change shape when it does.
     """
 
-    def __init__(self, features: torch.Tensor, live: torch.Tensor | None = None, sid: Any = None):
+    def __init__(
+        self,
+        features: torch.Tensor,
+        live: torch.Tensor | None = None,
+        sid: Any = None,
+        layout: Any = None,
+    ):
         self.features = features
         if live is None:
             live = torch.ones(features.shape[0], dtype=torch.bool, device=features.device)
             live[0] = False
         self.live = live
         self.sid = sid
+        self.layout = layout
 
     @property
     def device(self) -> torch.device:

@@ -133,9 +133,15 @@ class DDPGAgent(Agent):
         scores = self.actor.score(z, features, self.catalogue.live)  # (B, N + 1)
         if explore and cfg.explore == "sample":
             log_probs = torch.log_softmax(scores, dim=-1)
-            slate = sample_slate(log_probs, self.spec.slate_size, generator, cfg.explore_epsilon)
+            slate = sample_slate(
+                log_probs,
+                self.spec.slate_size,
+                generator,
+                cfg.explore_epsilon,
+                self.catalogue.layout,
+            )
         else:
-            slate = greedy_slate(scores, self.spec.slate_size)
+            slate = greedy_slate(scores, self.spec.slate_size, self.catalogue.layout)
         return Action(slate, z)
 
     # --- losses -----------------------------------------------------------------------------

@@ -61,6 +61,6 @@ class HACAgent(BehaviorDDPGAgent):
         else:
             with torch.no_grad():
                 scores = self.actor.score(z, features, self.catalogue.live)
-                slate = greedy_slate(scores, self.spec.slate_size)
+                slate = greedy_slate(scores, self.spec.slate_size, self.catalogue.layout)
         z_hat = self.actor.infer_hyper_action(slate, features)  # (B, d)
         return {"loss/hyper_actor": self.config.hyper_actor_coef * F.mse_loss(z, z_hat)}

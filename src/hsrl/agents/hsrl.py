@@ -102,6 +102,11 @@ class HSRLAgent(Agent):
             raise ConfigError(
                 f"beam_width {config.beam_width} is smaller than the slate size {spec.slate_size}"
             )
+        if config.decoding == "beam" and catalogue.layout is not None:
+            raise ConfigError(
+                "decoding 'beam' cannot follow the page layout (--layout rows): use decoding "
+                "'exhaustive'"
+            )
         self.levels = catalogue.sid.levels
         self.codes = catalogue.sid.codes
         self.encoder = StateEncoder(
@@ -172,10 +177,14 @@ class HSRLAgent(Agent):
         scores = self.item_scores(obs)
         if explore:
             slate = sample_slate(
-                scores, self.spec.slate_size, generator, self.config.explore_epsilon
+                scores,
+                self.spec.slate_size,
+                generator,
+                self.config.explore_epsilon,
+                self.catalogue.layout,
             )
         else:
-            slate = greedy_slate(scores, self.spec.slate_size)
+            slate = greedy_slate(scores, self.spec.slate_size, self.catalogue.layout)
         tokens = self.catalogue.sid.item_sid[slate]  # (B, K, L)
         return Action(slate, tokens.flatten(1))
 

@@ -25,6 +25,11 @@ the best slots (in order) and its bottom items in the worst; the two best sets a
 by exchanging the items of two slots while any exchange raises the expected reward (a local
 search over the order; the test suite compares the result with exhaustive search on small
 cases).
+
+Under a page layout (:class:`~hsrl.slate.PageLayout`) the same argument holds within each row:
+row r holds the top m_r plus the bottom n_r - m_r of its own items, so the oracle scores all
+prod_r (n_r + 1) such slates (64 for three rows of three) and exchanges items only between slots
+of one row. ``random`` and ``greedy`` pick each row's items among that row's items.
 """
 
 from __future__ import annotations
@@ -35,7 +40,7 @@ import torch
 
 from hsrl.agents.base import Action, Catalogue
 from hsrl.errors import ConfigError
-from hsrl.slate import greedy_slate, uniform_slate
+from hsrl.slate import PageLayout, greedy_slate, uniform_slate
 
 REFERENCE_POLICIES = ("random", "greedy", "oracle")
 
@@ -49,7 +54,9 @@ class RandomPolicy:
 
     def act(self, obs: dict[str, torch.Tensor], *, explore: bool, generator: Any) -> Action:
         batch = obs["history"].shape[0]
-        slate = uniform_slate(self.catalogue.live, batch, self.slate_size, generator)
+        slate = uniform_slate(
+            self.catalogue.live, batch, self.slate_size, generator, self.catalogue.layout
+        )
         return Action(slate, slate)
 
 
@@ -88,7 +95,7 @@ class MyopicGreedyPolicy(_RankingPolicy):
 
     def act(self, obs: dict[str, torch.Tensor], *, explore: bool, generator: Any) -> Action:
         items, _ = self.scores()
-        slate = greedy_slate(items, self.slate_size)
+        slate = greedy_slate(items, self.slate_size, self.catalogue.layout)
         return Action(slate, slate)
 
 
@@ -101,7 +108,7 @@ class MyopicOraclePolicy(_RankingPolicy):
 
     def act(self, obs: dict[str, torch.Tensor], *, explore: bool, generator: Any) -> Action:
         items, slots = self.scores()
-        slate = oracle_slates(items, slots, self.reward_of_clicks)
+        slate = oracle_slates(items, slots, self.reward_of_clicks, layout=self.catalogue.layout)
         return Action(slate, slate)
 
 
@@ -140,52 +147,85 @@ def oracle_slates(
     reward_of_clicks: torch.Tensor,
     max_rounds: int = 20,
     refine: int = 2,
+    layout: PageLayout | None = None,
 ) -> torch.Tensor:
     """Myopic reward-optimal slates (B, K) for item logits (B, N + 1) (-inf = not allowed) and a
-    slot term (K,): see the module docs for the search. The ``refine`` best of the K + 1 sets
-    (in their sorted layout) are improved by slot exchanges."""
+    slot term (K,): see the module docs for the search. The ``refine`` best candidate slates
+    are improved by slot exchanges (within rows under a ``layout``)."""
     k = slot_logits.shape[0]
-    batch = item_logits.shape[0]
     device = item_logits.device
-    allowed = torch.isfinite(item_logits).sum(dim=1)
-    if int(allowed.min()) < k:
-        raise ConfigError(f"the oracle needs at least {k} items that can be shown")
-    best_first = item_logits.topk(k, dim=1).indices  # the top k allowed items, best first
-    worst_first = (
-        item_logits.masked_fill(~torch.isfinite(item_logits), torch.inf)
-        .topk(k, dim=1, largest=False)
-        .indices
-    )  # the bottom k allowed items, worst first
-    # Set m: the top m items, then the bottom k - m, in rank order (best first): (B, K+1, K).
-    # Position j >= m of set m holds the (k - 1 - j)-th worst item.
-    m = torch.arange(k + 1, device=device).view(1, -1, 1)
-    j = torch.arange(k, device=device).view(1, 1, -1)
-    items = torch.where(j < m, best_first.unsqueeze(1), worst_first.flip(1).unsqueeze(1))
-    logits = item_logits.unsqueeze(1).expand(-1, k + 1, -1).gather(2, items).double()
-    # Best-ranked item in the best slot, and so on down.
-    slot_rank = slot_logits.argsort(descending=True)
-    slates = torch.empty_like(items)
-    slate_logits = torch.empty_like(logits)
-    slates[..., slot_rank] = items
-    slate_logits[..., slot_rank] = logits
+    if layout is None:
+        rows = [(torch.arange(k, device=device), item_logits)]
+    else:
+        rows = [
+            (layout.slots_of(r), item_logits.masked_fill(layout.item_row != r, float("-inf")))
+            for r in range(1, layout.num_rows + 1)
+        ]
+    # Per row: its n + 1 candidate fillings (B, n + 1, n), laid out in the row's slots.
+    fillings = [_row_fillings(logits, slots, slot_logits) for slots, logits in rows]
+    # Every combination of one filling per row: (M, R) indices into the rows' fillings.
+    choice = torch.cartesian_prod(
+        *[torch.arange(f.shape[1], device=device) for f in fillings]
+    ).view(-1, len(fillings))
+    batch = item_logits.shape[0]
+    slates = torch.empty((batch, choice.shape[0], k), dtype=torch.long, device=device)
+    for r, ((slots, _), filling) in enumerate(zip(rows, fillings)):
+        slates[..., slots] = filling[:, choice[:, r]]
+    logits = item_logits.unsqueeze(1).expand(-1, choice.shape[0], -1).gather(2, slates).double()
     slots = slot_logits.double()
-    values = expected_reward(torch.sigmoid(slate_logits + slots), reward_of_clicks.double())
-    keep = values.topk(min(refine, k + 1), dim=1).indices  # (B, R)
+    values = expected_reward(torch.sigmoid(logits + slots), reward_of_clicks.double())
+    keep = values.topk(min(refine, choice.shape[0]), dim=1).indices  # (B, R)
     best_value = torch.full((batch,), -torch.inf, device=device, dtype=torch.float64)
     best = slates[:, 0]
+    pairs = _exchange_pairs(layout, k, device)
     for r in range(keep.shape[1]):
         pick = keep[:, r].view(batch, 1, 1).expand(-1, 1, k)
         slate, value = _improve_by_exchanges(
             slates.gather(1, pick).squeeze(1),
-            slate_logits.gather(1, pick).squeeze(1),
+            logits.gather(1, pick).squeeze(1),
             slots,
             reward_of_clicks,
             max_rounds,
+            pairs,
         )
         better = value > best_value
         best = torch.where(better.unsqueeze(1), slate, best)
         best_value = torch.where(better, value, best_value)
     return best
+
+
+def _row_fillings(
+    item_logits: torch.Tensor, slots: torch.Tensor, slot_logits: torch.Tensor
+) -> torch.Tensor:
+    """The n + 1 fillings (B, n + 1, n) of n slots: filling m holds the top m plus the bottom
+    n - m allowed items, the better-ranked items in the slots with the higher slot logit."""
+    n = slots.numel()
+    allowed = torch.isfinite(item_logits).sum(dim=1)
+    if int(allowed.min()) < n:
+        raise ConfigError(f"the oracle needs at least {n} items that can be shown in each row")
+    best_first = item_logits.topk(n, dim=1).indices  # the top n allowed items, best first
+    worst_first = (
+        item_logits.masked_fill(~torch.isfinite(item_logits), torch.inf)
+        .topk(n, dim=1, largest=False)
+        .indices
+    )  # the bottom n allowed items, worst first
+    # Filling m in rank order (best first): position j >= m holds the (n - 1 - j)-th worst item.
+    m = torch.arange(n + 1, device=item_logits.device).view(1, -1, 1)
+    j = torch.arange(n, device=item_logits.device).view(1, 1, -1)
+    ranked = torch.where(j < m, best_first.unsqueeze(1), worst_first.flip(1).unsqueeze(1))
+    # Best-ranked item in the row's best slot, and so on down.
+    order = slot_logits[slots].argsort(descending=True)
+    filling = torch.empty_like(ranked)
+    filling[..., order] = ranked
+    return filling
+
+
+def _exchange_pairs(layout: PageLayout | None, k: int, device: torch.device) -> torch.Tensor:
+    """The slot pairs (P, 2) whose items may be exchanged: any two, or two of one row."""
+    pairs = torch.combinations(torch.arange(k, device=device), 2)
+    if layout is not None:
+        pairs = pairs[layout.slot_row[pairs[:, 0]] == layout.slot_row[pairs[:, 1]]]
+    return pairs
 
 
 def _improve_by_exchanges(
@@ -194,15 +234,15 @@ def _improve_by_exchanges(
     slots: torch.Tensor,
     reward_of_clicks: torch.Tensor,
     max_rounds: int,
+    pairs: torch.Tensor,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Exchange the items of two slots while that raises the expected reward (best exchange per
-    round, every user at once); returns the slates and their expected rewards."""
+    """Exchange the items of two slots (``pairs`` (P, 2)) while that raises the expected reward
+    (best exchange per round, every user at once); returns the slates and expected rewards."""
     reward = reward_of_clicks.double()
     value = expected_reward(torch.sigmoid(logits + slots), reward)
     k = slots.shape[0]
-    if bool((slots == slots[0]).all()) or k < 2:
+    if bool((slots == slots[0]).all()) or pairs.shape[0] == 0:
         return slate, value  # position-free: the order does not matter
-    pairs = torch.combinations(torch.arange(k, device=slate.device), 2)  # (P, 2)
     perms = torch.arange(k, device=slate.device).repeat(pairs.shape[0], 1)  # (P, K)
     rows = torch.arange(pairs.shape[0], device=slate.device)
     perms[rows, pairs[:, 0]] = pairs[:, 1]

@@ -55,7 +55,9 @@ class SupervisedAgent(Agent):
         features = self.catalogue.features
         _, z = self.actor(obs, features)
         slate = greedy_slate(
-            self.actor.score(z, features, self.catalogue.live), self.spec.slate_size
+            self.actor.score(z, features, self.catalogue.live),
+            self.spec.slate_size,
+            self.catalogue.layout,
         )
         return Action(slate, z)
 

@@ -57,6 +57,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="greedy/oracle rank by the built-in dataset's true users",
     )
+    p.add_argument(
+        "--layout",
+        choices=("free", "rows"),
+        help="page layout of a reference policy without RUN_DIR: free (default) or rows (row r "
+        "shows only items of location r); a run keeps its own",
+    )
     p.add_argument("--device", help="override the run's device")
     p.add_argument("--name", help="result file name under RUN_DIR/eval/ (default from the options)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
@@ -84,12 +90,17 @@ def _evaluate(args: argparse.Namespace) -> int:
             rank_by_truth=args.rank_by_truth,
             split=args.split,
             device=args.device or "cpu",
+            layout=args.layout or "free",
         )
         print(json.dumps(result) if args.json else format_result(result))
         return 0
     if args.data is not None:
         raise ConfigError(
             "--data is for reference policies without a RUN_DIR (a run knows its data)"
+        )
+    if args.layout is not None:
+        raise ConfigError(
+            "--layout is for reference policies without a RUN_DIR (a run keeps its own)"
         )
     result = evaluate_run(
         args.run,

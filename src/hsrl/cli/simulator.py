@@ -77,6 +77,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     f.add_argument("--split", default="test", help="users to measure on (default test)")
     f.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")
     f.add_argument(
+        "--layout",
+        choices=("free", "rows"),
+        default="free",
+        help="page layout the policy suite acts under: free (default) or rows (row r shows "
+        "only items of location r)",
+    )
+    f.add_argument(
         "--out", type=Path, help="folder for fidelity.json, fidelity.md and reliability.png"
     )
     f.add_argument("--json", action="store_true", help="print one JSON object")
@@ -142,6 +149,7 @@ def _fidelity(args: argparse.Namespace) -> int:
         runs=args.runs,
         split=args.split,
         device=args.device,
+        layout=args.layout,
     )
     text = format_fidelity(report)
     if args.out is not None:

@@ -26,6 +26,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--ground-truth", action="store_true", help="train against the built-in true user model"
     )
     p.add_argument("--sid", type=Path, help="semantic-ID folder from `hsrl sid build`")
+    p.add_argument(
+        "--layout",
+        choices=("free", "rows"),
+        help="page layout: free (any item in any slot, default) or rows (row r of the page "
+        "shows only items of location r, as on RL4RS pages)",
+    )
     p.add_argument("--out", type=Path, help="run folder to create")
     p.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue this run")
     p.add_argument(
@@ -71,6 +77,8 @@ def build_config_dict(args: argparse.Namespace) -> dict:
         values = merge(values, {"train": {"iterations": args.iterations}})
     if args.ground_truth:
         values = merge(values, {"env": {"ground_truth": True}})
+    if args.layout is not None:
+        values = merge(values, {"env": {"layout": args.layout}})
     return values
 
 
@@ -89,6 +97,7 @@ def _train(args: argparse.Namespace) -> int:
                 ("--preset", args.preset),
                 ("--config", args.config),
                 ("--seed", args.seed),
+                ("--layout", args.layout),
             )
             if value is not None
         ] + (["--set"] if args.set else [])

@@ -4,7 +4,8 @@ B simulated users step in parallel on one device; every quantity is a tensor and
 over users in Python. One step:
 
 1. validate the slate (B, K) of item ids (one min/max check with a host sync; or deferred to
-   the next ``pop_finished_episodes``, or skipped: ``EnvConfig.check_actions``);
+   the next ``pop_finished_episodes``, or skipped: ``EnvConfig.check_actions``); under the page
+   layout (``EnvConfig.layout = "rows"``) every slot must hold an item of its row;
 2. click probabilities (B, K) from the response backend (learned model or ground truth);
 3. responses ~ Bernoulli(p) with the env's own ``torch.Generator``;
 4. reward (B,) from a registered reward function of the responses;
@@ -30,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from hsrl.config import replace
@@ -40,6 +42,7 @@ from hsrl.simulator.backends import GroundTruthBackend, LearnedBackend, Response
 from hsrl.simulator.history import append_positive, fit_history
 from hsrl.simulator.leave import INITIAL_TEMPER, update_temper
 from hsrl.simulator.rewards import get_reward
+from hsrl.slate import LAYOUTS, PageLayout
 
 # Finished-episode rows are kept per step and compacted (one host sync) this often.
 _COMPACT_EVERY = 64
@@ -82,6 +85,10 @@ class EnvConfig:
     """Check the item ids of every slate. True: before the step (one host sync per step);
     "deferred": on the device without a sync, raising at the next ``pop_finished_episodes`` or
     ``state_dict`` (a training loop's pace: the GPU keeps working ahead); False: never."""
+    layout: str = "free"
+    """"free": any item in any slot; "rows": the dataset's page layout, row r of the page (slots
+    (r-1)K/R+1 .. rK/R) shows only items of location r, as on RL4RS pages (needs item
+    locations in the dataset)."""
 
     def __post_init__(self) -> None:
         if self.num_users < 1:
@@ -96,6 +103,8 @@ class EnvConfig:
             raise ConfigError(
                 f"check_actions: must be true, false or 'deferred', got {self.check_actions!r}"
             )
+        if self.layout not in LAYOUTS:
+            raise ConfigError(f"layout: must be one of {', '.join(LAYOUTS)}, got {self.layout!r}")
         if not self.initial_temper >= 1.0:
             raise ConfigError(f"initial_temper: must be at least 1, got {self.initial_temper}")
 
@@ -143,6 +152,7 @@ class RecEnv:
         records: Records,
         config: EnvConfig | None = None,
         device: str | torch.device | None = None,
+        layout: PageLayout | None = None,
     ):
         config = config or EnvConfig()
         self.config = config
@@ -179,6 +189,21 @@ class RecEnv:
         self.profile_dim = records.profile_dim
         self.live: torch.Tensor | None = None
         """(N + 1,) bool: the items slates may hold (set by :meth:`set_items`); None = 1..N."""
+        if (layout is not None) != (config.layout == "rows"):
+            raise ConfigError(
+                f"layout {config.layout!r}: give a PageLayout exactly when the layout is 'rows'"
+            )
+        if layout is not None:
+            if layout.slot_row.shape[0] != self.slate_size:
+                raise ConfigError(
+                    f"the page layout has {layout.slot_row.shape[0]} slots, the env's slate "
+                    f"size is {self.slate_size}"
+                )
+            if layout.item_row.shape[0] != self.num_items + 1:
+                raise ConfigError("the page layout covers another item table than the backend's")
+            layout = layout.to(self.device)
+        self.layout = layout
+        """Which items each slot may hold (:class:`~hsrl.slate.PageLayout`), or None: any."""
         self._generator = torch.Generator(device=self.device)
         self._generator.seed()
         self._pending: list[tuple[torch.Tensor, ...]] = []
@@ -207,12 +232,18 @@ class RecEnv:
     def num_items(self) -> int:
         return self.backend.item_features.shape[0] - 1
 
-    def set_items(self, features: torch.Tensor, live: torch.Tensor | None = None) -> None:
+    def set_items(
+        self,
+        features: torch.Tensor,
+        live: torch.Tensor | None = None,
+        layout: PageLayout | None = None,
+    ) -> None:
         """Change the catalogue: a new item table (N' + 1, F) and the items that may be shown.
 
         Ids are stable: new items are appended rows, retired ones keep their rows (histories
         may still hold them) and are only left out of ``live``. The backend scores new items
-        from their features (it needs ``set_item_features``).
+        from their features (it needs ``set_item_features``). Under the page layout, ``layout``
+        gives the rows of the grown table (it may be left out when the table keeps its size).
         """
         set_features = getattr(self.backend, "set_item_features", None)
         if set_features is None:
@@ -223,6 +254,16 @@ class RecEnv:
             raise ConfigError("set_items: item ids are stable, the table can only grow")
         if live is not None and live.shape != (features.shape[0],):
             raise ConfigError(f"set_items: live must be ({features.shape[0]},) bool")
+        if self.layout is not None:
+            layout = layout or self.layout
+            if layout.item_row.shape[0] != features.shape[0]:
+                raise ConfigError(
+                    "set_items: under the page layout the new items need their rows (layout)"
+                )
+            layout = self.layout.with_items(layout.item_row.to(self.device))
+            if live is not None:
+                layout.check_items(live.to(self.device, torch.bool))
+            self.layout = layout
         set_features(features.to(self.device))
         self.live = None if live is None else live.to(self.device, torch.bool)
 
@@ -457,6 +498,8 @@ class RecEnv:
             invalid = (slate != inside) | (slate == 0)
             if self.live is not None:
                 invalid = invalid | ~self.live[inside]
+            if self.layout is not None:
+                invalid = invalid | self.layout.misplaced(inside)
             worst = torch.where(invalid, slate, _NO_ID).max()
             previous = self._deferred_invalid
             self._deferred_invalid = worst if previous is None else torch.maximum(previous, worst)
@@ -471,10 +514,25 @@ class RecEnv:
                 raise InvalidActionError(self._invalid_message(low if low < 1 else high))
             if retired and retired[0] > 0:
                 raise InvalidActionError(self._invalid_message(retired[0]))
+            if self.layout is not None:
+                self._check_layout(slate)
         return slate
+
+    def _check_layout(self, slate: torch.Tensor) -> None:
+        misplaced = self.layout.misplaced(slate)
+        if bool(misplaced.any()):
+            user, slot = (int(v) for v in torch.nonzero(misplaced)[0])
+            item = int(slate[user, slot])
+            raise InvalidActionError(
+                f"slate of user {user}: slot {slot + 1} holds item {item} of row "
+                f"{int(self.layout.item_row[item])}, but the page layout shows only row "
+                f"{int(self.layout.slot_row[slot])} items there"
+            )
 
     def _invalid_message(self, item: int) -> str:
         if 1 <= item <= self.num_items:
+            if self.live is None or bool(self.live[item]):
+                return f"slate holds item {item} in a slot of another page row (layout 'rows')"
             return f"slate holds item {item}, which is not in the live catalogue"
         what = "the padding id 0" if item == 0 else f"item id {item}"
         return f"slate holds {what}; valid item ids are 1..{self.num_items}"
@@ -533,7 +591,32 @@ def make_env(
     dataset = load_prepared(dataset_dir, splits=[split])
     records = dataset.split(split)
     backend = make_backend(dataset, records.session_id, simulator_dir, device=device)
-    return RecEnv(backend, records, config, device=device)
+    layout = None
+    if config.layout == "rows":
+        layout = dataset_layout(dataset, config.slate_size or records.slate_size)
+    return RecEnv(backend, records, config, device=device, layout=layout)
+
+
+def dataset_layout(dataset: Any, slate_size: int) -> PageLayout:
+    """The page layout of a prepared dataset: its items' locations as page rows."""
+    from hsrl.io import load_arrays
+
+    meta_name = dataset.manifest.get("item_meta")
+    meta = dataset.path / meta_name if meta_name else None
+    if meta is None or not meta.exists():
+        raise DataError(
+            Path(dataset.path), "layout 'rows' needs item locations, and this dataset has none"
+        )
+    arrays = load_arrays(meta)
+    if "location" not in arrays:
+        raise DataError(meta, "layout 'rows' needs item locations ('location' is missing)")
+    location = torch.from_numpy(np.asarray(arrays["location"])).long()
+    if location.shape[0] != dataset.items.num_items + 1:
+        raise DataError(meta, "item locations do not cover the item table")
+    try:
+        return PageLayout.from_locations(location, slate_size)
+    except ConfigError as exc:
+        raise DataError(meta, str(exc)) from exc
 
 
 def make_backend(

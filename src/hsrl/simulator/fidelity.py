@@ -215,14 +215,26 @@ def cross_evaluation(
     runs: list[str | Path] = (),  # type: ignore[assignment]
     split: str | None = None,
     device: str = "cpu",
+    layout: str = "free",
 ) -> dict[str, Any]:
     """The policy suite and ``runs``, each on the simulator and on the true users (total reward).
+
+    Every policy acts under the page ``layout`` ("free" or "rows"); a run trained under another
+    layout is refused.
 
     Returns ``{"rows": {name: {"sim": {...}, "truth": {...}}}, "kendall_tau", "transfer_ratio"}``
     with the total-reward summaries (mean, std, ci95) of each evaluation.
     """
     from hsrl.evaluate import evaluate_policy, evaluate_run
+    from hsrl.io import read_json
 
+    for run in runs:
+        run_layout = read_json(Path(run) / "config.json").get("env", {}).get("layout", "free")
+        if run_layout != layout:
+            raise ConfigError(
+                f"--runs {run}: the run acts under layout {run_layout!r}, the policy suite under "
+                f"{layout!r} (pass --layout {run_layout})"
+            )
     rows: dict[str, dict[str, Any]] = {}
     for name, policy, ranked_by in SUITE:
         row = {}
@@ -241,6 +253,7 @@ def cross_evaluation(
                 rank_by_truth=rank_by_truth,
                 split=split,
                 device=device,
+                layout=layout,
             )
             row[where] = result["metrics"]["total_reward"]
         rows[name] = row
@@ -281,10 +294,13 @@ def fidelity_report(
     runs: list[str | Path] = (),  # type: ignore[assignment]
     split: str = "test",
     device: str = "cpu",
+    layout: str = "free",
 ) -> dict[str, Any]:
     """Everything ``hsrl simulator fidelity`` reports (module docs), as one JSON-ready dict."""
     report = response_fidelity(data, simulator, split=split, device=device)
-    cross = cross_evaluation(data, simulator, settings, runs=runs, split=split, device=device)
+    cross = cross_evaluation(
+        data, simulator, settings, runs=runs, split=split, device=device, layout=layout
+    )
     report.update(
         simulator=str(simulator),
         data=str(data),
@@ -294,6 +310,7 @@ def fidelity_report(
         oracle_transfer_ratio=cross["oracle_transfer_ratio"],
         episodes=settings.episodes,
         seed=settings.seed,
+        layout=layout,
     )
     return report
 
