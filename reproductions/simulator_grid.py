@@ -2,7 +2,7 @@
 settings and print one JSON line of fidelity numbers (AUC and ceiling, rank correlation, the
 greedy transfer ratio on 1,000 test users, evaluation seed 0).
 
-    python reproductions/simulator_grid.py DATA OUT '{"epochs": 5, "model": {"variant": "ml1m"}}'
+    python reproductions/simulator_grid.py DATA OUT '{"epochs": 5, "model": {"variant": "ml1m"}}' [DEVICE]
 
 DATA is a prepared built-in dataset (``hsrl data prepare builtin --option num_users=...
 --option explore_percent=...``); the JSON holds SimulatorTrainConfig fields, with "model"
@@ -23,19 +23,24 @@ from hsrl.simulator.response_model import ResponseModelConfig
 from hsrl.simulator.train import SimulatorTrainConfig, train_simulator
 
 
-def main(data: str, out: str, settings: str) -> None:
-    torch.set_num_threads(1)
+def main(data: str, out: str, settings: str, device: str = "cpu") -> None:
+    if device == "cpu":
+        torch.set_num_threads(1)
     options = json.loads(settings)
     model = {"position": "auto", **options.pop("model", {})}
     config = SimulatorTrainConfig(model=ResponseModelConfig(**model), **options)
     start = time.perf_counter()
-    metrics = train_simulator(data, out, config, progress=False, log=None, overwrite=True)
+    metrics = train_simulator(
+        data, out, config, device=device, progress=False, log=None, overwrite=True
+    )
     seconds = time.perf_counter() - start
-    report = response_fidelity(data, out)
+    report = response_fidelity(data, out, device=device)
     eval_settings = EvalSettings(episodes=1000, seed=0)
 
     def greedy_on_truth(ranker):
-        result = evaluate_policy("greedy", data, eval_settings, ground_truth=True, ranker=ranker)
+        result = evaluate_policy(
+            "greedy", data, eval_settings, ground_truth=True, ranker=ranker, device=device
+        )
         return result["metrics"]["total_reward"]["mean"]
 
     by_sim, by_truth = greedy_on_truth(out), greedy_on_truth(None)
@@ -58,4 +63,4 @@ def main(data: str, out: str, settings: str) -> None:
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:4])
+    main(*sys.argv[1:5])

@@ -153,13 +153,17 @@ def evaluate_run(
     }
 
 
-def policy_label(policy: str, ranker: str | Path | None, rank_by_truth: bool) -> str:
-    """Table name of a reference policy: "greedy", "greedy (truth)", "oracle (sim NAME)"."""
+def policy_label(
+    policy: str, ranker: str | Path | None, rank_by_truth: bool, epsilon: float = 0.0
+) -> str:
+    """Table name of a reference policy: "greedy", "greedy (truth)", "oracle (sim NAME)",
+    "greedy (truth) eps=0.5"."""
+    label = policy
     if rank_by_truth:
-        return f"{policy} (truth)"
-    if ranker is not None:
-        return f"{policy} (sim {Path(ranker).name})"
-    return policy
+        label = f"{policy} (truth)"
+    elif ranker is not None:
+        label = f"{policy} (sim {Path(ranker).name})"
+    return f"{label} eps={epsilon:g}" if epsilon > 0 else label
 
 
 def _evaluation_info(
@@ -194,9 +198,10 @@ def _reference_actor(
     data: str | Path,
     ranker: str | Path | None,
     rank_by_truth: bool,
+    epsilon: float = 0.0,
 ) -> Any:
     """A reference policy in ``env``, ranking by ``ranker`` (a simulator folder), the ground
-    truth, or (neither) the env's own model."""
+    truth, or (neither) the env's own model; mixed with random slates at rate ``epsilon``."""
     from hsrl.agents.reference import reference_policy
     from hsrl.data.prepared import load_prepared
     from hsrl.simulator.env import make_backend
@@ -212,7 +217,7 @@ def _reference_actor(
             backend = make_backend(dataset, env.record_sessions, ranker, env.device)
         except HsrlError as exc:
             raise type(exc)(f"--ranker: {exc}") from exc
-    return reference_policy(policy, env, catalogue, backend)
+    return reference_policy(policy, env, catalogue, backend, epsilon)
 
 
 def evaluate_policy(
@@ -227,8 +232,12 @@ def evaluate_policy(
     split: str | None = None,
     device: str = "cpu",
     layout: str = "free",
+    epsilon: float = 0.0,
 ) -> dict[str, Any]:
     """Evaluate a reference policy (random, greedy, oracle) on a dataset, with no run folder.
+
+    With ``epsilon`` > 0 greedy and oracle show a uniformly random slate instead, for each user
+    and step with that probability (policies of graded quality).
 
     The env has the default env settings (reward from the dataset, T0 = 20) and the page
     ``layout`` ("free" or "rows"), cohorts of ``settings.cohort_size`` users, on ``simulator``
@@ -261,12 +270,14 @@ def evaluate_policy(
         ground_truth=ground_truth,
     )
     catalogue = Catalogue(env.item_features, layout=env.layout)
-    actor = _reference_actor(policy, env, catalogue, data, ranker, rank_by_truth)
+    if epsilon and policy == "random":
+        raise ConfigError("--epsilon mixes greedy or oracle with random slates, not random")
+    actor = _reference_actor(policy, env, catalogue, data, ranker, rank_by_truth, epsilon)
     start = time.perf_counter()
     episodes = run_episodes(env, actor, settings)
     return {
         "run": None,
-        "agent": policy_label(policy, ranker, rank_by_truth),
+        "agent": policy_label(policy, ranker, rank_by_truth, epsilon),
         "policy": policy,
         "seed": None,
         "iteration": None,

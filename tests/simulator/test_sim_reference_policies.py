@@ -128,6 +128,24 @@ def test_the_transfer_policy_is_greedy_when_ranker_and_env_are_one_simulator(wor
     assert by_truth["metrics"] == own["metrics"]
 
 
+def test_random_mix_grades_greedy_towards_random(world, capsys):
+    data, _ = world
+    values = {}
+    for eps in (0.0, 1.0):
+        r = _evaluate(capsys, "--policy", "greedy", "--data", str(data), "--ground-truth",
+                      "--epsilon", str(eps))  # fmt: skip
+        values[eps] = r
+    rand = _evaluate(capsys, "--policy", "random", "--data", str(data), "--ground-truth")
+    # epsilon 1 shows only random slates: the random policy's law (not its draws).
+    assert values[1.0]["agent"] == "greedy eps=1"
+    total = {eps: r["metrics"]["total_reward"]["mean"] for eps, r in values.items()}
+    assert total[1.0] < total[0.0]
+    assert abs(total[1.0] - rand["metrics"]["total_reward"]["mean"]) < 1.5
+    assert main(["evaluate", "--policy", "greedy", "--data", str(data), "--ground-truth",
+                 "--epsilon", "1.5"]) == 1  # fmt: skip
+    assert "epsilon" in capsys.readouterr().err
+
+
 def test_fidelity_report(world, tmp_path, capsys):
     data, sim = world
     out = tmp_path / "fid"
@@ -140,8 +158,10 @@ def test_fidelity_report(world, tmp_path, capsys):
     assert -1 <= report["rank_correlation"] <= 1 and -1 <= report["kendall_tau"] <= 1
     assert set(report["rank_correlation_within_row"]) == {"1", "2", "3"}
     assert set(report["cross_evaluation"]) == {
-        "random", "greedy (sim)", "oracle (sim)", "greedy (truth)", "oracle (truth)"
+        "random", "greedy (sim)", "oracle (sim)", "greedy (truth)", "oracle (truth)",
+        "greedy (truth) eps=0.25", "greedy (truth) eps=0.5", "greedy (truth) eps=0.75",
     }  # fmt: skip
+    assert -1 <= report["kendall_tau_graded"] <= 1
     assert report["auc_ceiling"] > 0.5
     assert (out / "fidelity.json").is_file() and (out / "fidelity.md").is_file()
     if report.get("calibration"):

@@ -261,17 +261,41 @@ def _improve_by_exchanges(
     return slate, value
 
 
+class RandomMixPolicy:
+    """``base``'s slate, replaced for each user and step with probability epsilon by a uniformly
+    random slate: policies of graded quality between ``base`` and random."""
+
+    def __init__(self, base: Any, catalogue: Catalogue, slate_size: int, epsilon: float):
+        self.base = base
+        self.random = RandomPolicy(catalogue, slate_size)
+        self.epsilon = epsilon
+
+    def act(self, obs: dict[str, torch.Tensor], *, explore: bool, generator: Any) -> Action:
+        slate = self.base.act(obs, explore=explore, generator=generator).slate
+        noise = self.random.act(obs, explore=explore, generator=generator).slate
+        draw = torch.rand(slate.shape[0], generator=generator, device=slate.device)
+        mixed = torch.where((draw < self.epsilon).unsqueeze(1), noise, slate)
+        return Action(mixed, mixed)
+
+
 def reference_policy(
-    name: str, env: Any, catalogue: Catalogue, ranker: Any = None
-) -> RandomPolicy | MyopicGreedyPolicy | MyopicOraclePolicy:
+    name: str, env: Any, catalogue: Catalogue, ranker: Any = None, epsilon: float = 0.0
+) -> Any:
     """A reference policy acting in ``env``; ``ranker`` (a response backend) is the model that
-    greedy and oracle rank by (default: the env's own)."""
+    greedy and oracle rank by (default: the env's own). With ``epsilon`` > 0 each slate is a
+    uniformly random one with that probability (:class:`RandomMixPolicy`)."""
+    if not 0.0 <= epsilon <= 1.0:
+        raise ConfigError(f"epsilon: must be in [0, 1], got {epsilon}")
     if name == "random":
-        return RandomPolicy(catalogue, env.slate_size)
-    if name == "greedy":
-        return MyopicGreedyPolicy(env, catalogue, env.slate_size, ranker)
-    if name == "oracle":
-        return MyopicOraclePolicy(env, catalogue, env.slate_size, ranker)
-    raise ConfigError(
-        f"unknown reference policy {name!r} (choose from {', '.join(REFERENCE_POLICIES)})"
-    )
+        policy: Any = RandomPolicy(catalogue, env.slate_size)
+    elif name == "greedy":
+        policy = MyopicGreedyPolicy(env, catalogue, env.slate_size, ranker)
+    elif name == "oracle":
+        policy = MyopicOraclePolicy(env, catalogue, env.slate_size, ranker)
+    else:
+        raise ConfigError(
+            f"unknown reference policy {name!r} (choose from {', '.join(REFERENCE_POLICIES)})"
+        )
+    if epsilon > 0.0 and name != "random":
+        policy = RandomMixPolicy(policy, catalogue, env.slate_size, epsilon)
+    return policy

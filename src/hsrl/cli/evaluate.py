@@ -58,6 +58,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="greedy/oracle rank by the built-in dataset's true users",
     )
     p.add_argument(
+        "--epsilon",
+        type=float,
+        default=0.0,
+        help="greedy/oracle without RUN_DIR: show a uniformly random slate instead with this "
+        "probability per user and step (default 0)",
+    )
+    p.add_argument(
         "--layout",
         choices=("free", "rows"),
         help="page layout of a reference policy without RUN_DIR: free (default) or rows (row r "
@@ -91,6 +98,7 @@ def _evaluate(args: argparse.Namespace) -> int:
             split=args.split,
             device=args.device or "cpu",
             layout=args.layout or "free",
+            epsilon=args.epsilon,
         )
         print(json.dumps(result) if args.json else format_result(result))
         return 0
@@ -98,6 +106,8 @@ def _evaluate(args: argparse.Namespace) -> int:
         raise ConfigError(
             "--data is for reference policies without a RUN_DIR (a run knows its data)"
         )
+    if args.epsilon:
+        raise ConfigError("--epsilon is for reference policies without a RUN_DIR")
     if args.layout is not None:
         raise ConfigError(
             "--layout is for reference policies without a RUN_DIR (a run keeps its own)"
