@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -243,14 +244,80 @@ class HSRLAgent(Agent):
         self.critic_optimizer.zero_grad(set_to_none=True)
         self.actor_optimizer.zero_grad(set_to_none=True)
         (critic_loss + actor_loss).backward()
+        gradients = self._gradient_norms()
         self.critic_optimizer.step()
         self.actor_optimizer.step()
 
         soft_update(self.target, self._online, cfg.target_tau)
-        return {
+        metrics = {
             "loss/critic": critic_loss.detach(),
             "loss/actor": actor_loss.detach(),
             "value/mean": value.detach().mean(),
             "advantage/mean": advantage.mean(),
             "policy/entropy": entropy.detach().mean(),
         }
+        metrics.update(gradients)
+        metrics.update(self._diagnostics(state, output, value.detach(), td_target, advantage))
+        return metrics
+
+    # --- diagnostics --------------------------------------------------------------------------
+    # Rows of the batch whose item distribution is measured (O(N) each).
+    _ITEM_ENTROPY_ROWS = 16
+
+    @torch.no_grad()
+    def _diagnostics(
+        self,
+        state: torch.Tensor,
+        output: Any,
+        value: torch.Tensor,
+        td_target: torch.Tensor,
+        advantage: torch.Tensor,
+    ) -> dict[str, torch.Tensor]:
+        """What shows where learning stalls (docs/hsrl.md, "Diagnostics"); no host sync.
+
+        Per level l: ``policy/entropy_l{l}`` (mean entropy of p_l, nats) and
+        ``policy/code_usage_l{l}`` (exp of the entropy of the batch-mean p_l: how many codes the
+        policy spreads over across users). ``policy/item_entropy``: entropy of the distribution
+        acting samples from, over the live items (on up to 16 rows of the batch).
+        ``advantage/std``; ``critic/td_error`` (mean |y - V|, before clipping);
+        ``critic/explained_variance`` (1 - Var(y - V) / Var(y)); ``critic/omega_l{l}`` (the
+        level weights softmax(omega), l = 0..L).
+        """
+        metrics: dict[str, torch.Tensor] = {}
+        levels = output.log_probs.detach()  # (B, L, V)
+        probs = levels.exp()
+        per_level = -(probs * levels).sum(dim=-1).mean(dim=0)  # (L,)
+        mean_probs = probs.mean(dim=0)  # (L, V)
+        usage = torch.exp(-(mean_probs * mean_probs.clamp_min(1e-12).log()).sum(dim=-1))  # (L,)
+        for level in range(self.levels):
+            metrics[f"policy/entropy_l{level + 1}"] = per_level[level]
+            metrics[f"policy/code_usage_l{level + 1}"] = usage[level]
+        rows = state[: self._ITEM_ENTROPY_ROWS].detach()
+        item_logp = self._item_log_probs(rows)  # (R, N + 1), -inf where not live
+        item_p = item_logp.exp()
+        finite = torch.where(torch.isfinite(item_logp), item_logp, torch.zeros_like(item_logp))
+        metrics["policy/item_entropy"] = -(item_p * finite).sum(dim=-1).mean()
+        metrics["advantage/std"] = advantage.std(unbiased=False)
+        error = td_target - value
+        metrics["critic/td_error"] = error.abs().mean()
+        metrics["critic/explained_variance"] = 1.0 - error.var(unbiased=False) / td_target.var(
+            unbiased=False
+        ).clamp_min(1e-8)
+        for level, weight in enumerate(self.critic.weights.detach()):
+            metrics[f"critic/omega_l{level}"] = weight
+        return metrics
+
+    def _gradient_norms(self) -> dict[str, torch.Tensor]:
+        """L2 norm of the gradient of each module's parameters (``grad_norm/<module>``)."""
+        norms = {}
+        for name, module in (
+            ("encoder", self.encoder),
+            ("policy", self.policy),
+            ("critic", self.critic),
+        ):
+            grads = [p.grad for p in module.parameters() if p.grad is not None]
+            if grads:
+                norms[f"grad_norm/{name}"] = torch.linalg.vector_norm(
+                    torch.stack(torch._foreach_norm(grads))
+                )
+        return norms
