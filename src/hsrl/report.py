@@ -12,6 +12,9 @@ by seed, and summarises them:
   training logs against iterations, mean over seeds with a band (± std or min-max).
 - **final metrics** (``final_metrics.png``): each group's evaluation means with 95% interval
   bars, learned simulator and ground truth side by side.
+- **training diagnostics** (``diagnostics.md``, ``diagnostics.png``), for runs whose logs hold
+  them (HSRL: docs/hsrl.md, "Logged metrics"): per group, the mean over seeds of each diagnostic
+  in the last log window, and its curves against iterations.
 
 Grouping keys leave out what does not change the experiment (seed, device, logging and
 checkpoint cadence, the planned iteration count: the trained iteration count comes from the
@@ -50,6 +53,22 @@ METRIC_LABELS = {
 }
 METRIC_DECIMALS = {"total_reward": 2, "depth": 2, "avg_reward": 3, "click_rate": 3}
 CURVE_METRICS = ("episode/total_reward", "episode/depth")
+# Training diagnostics shown when runs log them, in display order (prefix match for the
+# per-level keys: policy/entropy_l1, policy/code_usage_l2, critic/omega_l0, ...).
+DIAGNOSTICS = (
+    "policy/entropy",
+    "policy/item_entropy",
+    "policy/entropy_l",
+    "policy/code_usage_l",
+    "advantage/mean",
+    "advantage/std",
+    "critic/td_error",
+    "critic/explained_variance",
+    "critic/omega_l",
+    "grad_norm/encoder",
+    "grad_norm/policy",
+    "grad_norm/critic",
+)
 PLOTS_HINT = "pip install 'hsrl[plots]'"
 
 # Settings that do not change what a run measures: left out of the grouping key.
@@ -955,6 +974,79 @@ def plot_learning_curves(
     return True
 
 
+def diagnostic_keys(groups: Sequence[Group]) -> list[str]:
+    """The diagnostics (:data:`DIAGNOSTICS`) that any run of ``groups`` logs, in display order."""
+    logged: set[str] = set()
+    for group in groups:
+        for run in group.runs:
+            for record in run.log:
+                logged.update(record)
+    keys = []
+    for pattern in DIAGNOSTICS:
+        if pattern.endswith("_l"):
+            keys += sorted(
+                k for k in logged if k.startswith(pattern) and k[len(pattern) :].isdigit()
+            )
+        elif pattern in logged:
+            keys.append(pattern)
+    return keys
+
+
+def diagnostics_table(groups: Sequence[Group]) -> str | None:
+    """Markdown: per group, the mean over seeds of each diagnostic in its runs' last log record
+    that has it (None when no run logs diagnostics)."""
+    keys = diagnostic_keys(groups)
+    if not keys:
+        return None
+    lines = ["| diagnostic | " + " | ".join(g.label for g in groups) + " |"]
+    lines.append("|---" * (len(groups) + 1) + "|")
+    for key in keys:
+        cells = []
+        for group in groups:
+            values = []
+            for run in group.runs:
+                last = [r[key] for r in run.log if _finite(r.get(key))]
+                if last:
+                    values.append(float(last[-1]))
+            cells.append(f"{sum(values) / len(values):.3f}" if values else "-")
+        lines.append(f"| `{key}` | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_diagnostics(
+    groups: Sequence[Group], path: Path, *, window: int = 1, dpi: int = 150
+) -> bool:
+    """One panel per diagnostic against iterations, one line per group; False if none logged."""
+    keys = diagnostic_keys(groups)
+    if not keys:
+        return False
+    plt = require_matplotlib()
+    colors = _colors(len(groups))
+    columns = 4
+    rows_n = math.ceil(len(keys) / columns)
+    with plt.rc_context(_STYLE):
+        fig, axes = plt.subplots(
+            rows_n, columns, figsize=(16, 3.2 * rows_n), constrained_layout=True, squeeze=False
+        )
+        for ax, key in zip(axes.flat, keys):
+            for color, group in zip(colors, groups):
+                curve = learning_curve(group.runs, key, window)
+                if curve is not None:
+                    ax.plot(curve.iterations, curve.mean, color=color, lw=1.5, label=group.label)
+            ax.set_title(key, fontsize=10)
+            ax.set_xlabel("iterations")
+            ax.ticklabel_format(axis="x", style="plain")
+        for ax in list(axes.flat)[len(keys) :]:
+            ax.axis("off")
+        handles, labels = axes.flat[0].get_legend_handles_labels()
+        fig.legend(handles, labels, loc="outside lower center", ncols=min(4, len(labels)),
+                   frameon=False)  # fmt: skip
+        fig.suptitle("Training diagnostics: mean over seeds", fontsize=12)
+        _save(fig, path, dpi)
+        plt.close(fig)
+    return True
+
+
 def plot_final_metrics(
     rows: Sequence[Row],
     path: Path,
@@ -1122,7 +1214,13 @@ def build_report(
         atomic_write_bytes(out / "results.csv", rows_csv(rows).encode())
         atomic_write_bytes(out / "runs.csv", runs_csv(rows).encode())
         files += [out / "results.md", out / "results.csv", out / "runs.csv"]
+    diagnostics = diagnostics_table(groups)
+    if diagnostics is not None:
+        atomic_write_bytes(out / "diagnostics.md", diagnostics.encode())
+        files.append(out / "diagnostics.md")
     if plots:
+        if plot_diagnostics(groups, out / "diagnostics.png", window=smooth_window, dpi=dpi):
+            files.append(out / "diagnostics.png")
         if plot_learning_curves(
             groups, out / "learning_curves.png", band=band, window=smooth_window, dpi=dpi
         ):
@@ -1202,6 +1300,7 @@ __all__ = [
     "learning_curve",
     "markdown_table",
     "plot_final_metrics",
+    "plot_diagnostics",
     "plot_learning_curves",
     "pool_summaries",
     "read_run",

@@ -179,3 +179,28 @@ def test_reference_policies_are_rows_of_their_own_per_environment(tmp_path: Path
         "greedy (reference, temper=20)": 2.0,
     }
     assert all(r.iterations == [] for r in rows if r.policy != "agent")
+
+
+def test_training_diagnostics_table_and_plot(tmp_path: Path):
+    from hsrl.report import build_report, diagnostic_keys, diagnostics_table
+
+    for seed, ev in ((0, 0.4), (1, 0.6)):
+        log = learning_log(5.0, seed)
+        for record in log:
+            record.update({"policy/item_entropy": 4.0 + seed, "critic/explained_variance": ev,
+                           "policy/entropy_l2": 1.0, "policy/entropy_l1": 2.0})  # fmt: skip
+        write_run(tmp_path / f"hsrl{seed}", run_config("hsrl", seed), log)
+    write_run(tmp_path / "ddpg0", run_config("ddpg", 0), learning_log(4.0, 0))
+    groups = group_runs(_runs([tmp_path]))
+    assert diagnostic_keys(groups) == [
+        "policy/item_entropy", "policy/entropy_l1", "policy/entropy_l2",
+        "critic/explained_variance",
+    ]  # fmt: skip
+    table = diagnostics_table(groups)
+    row = next(line for line in table.splitlines() if "explained_variance" in line)
+    assert "0.500" in row and row.rstrip().endswith("- |")  # ddpg logs none of them
+    report = build_report([tmp_path], tmp_path / "out", plots=True)
+    names = {f.name for f in report.files}
+    assert "diagnostics.md" in names
+    pytest.importorskip("matplotlib")
+    assert "diagnostics.png" in names and (tmp_path / "out" / "diagnostics.png").stat().st_size

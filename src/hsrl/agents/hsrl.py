@@ -60,6 +60,11 @@ class HSRLConfig:
     since a transition was stored are left out of its mean)."""
     explore_epsilon: float = 0.0
     """Weight of a uniform law mixed into the sampling distribution while exploring."""
+    item_credit: float = 0.0
+    """Per-item credit c: item k of a slate gets the advantage A + c (y_k - mean_j y_j), its own
+    response y_k against the slate's mean, instead of the slate's A alone (0: the reference)."""
+    advantage_norm: bool = False
+    """Standardise the advantages over the batch (mean 0, std 1) before clipping."""
     decoding: str = "exhaustive"
     """Slate selection: 'exhaustive' scores every live item (O(N L) per user); 'beam' walks the
     SID prefix tree keeping `beam_width` prefixes per level (cost independent of N; see
@@ -217,7 +222,17 @@ class HSRLAgent(Agent):
             keep = done if cfg.reference_bootstrap else 1.0 - done
             td_target = batch.reward + cfg.gamma * keep * next_value  # (B,)
         critic_loss = F.mse_loss(value, td_target)
-        advantage = (td_target - value.detach()).clamp(-cfg.advantage_clip, cfg.advantage_clip)
+        advantage = td_target - value.detach()
+        if cfg.advantage_norm:
+            advantage = (advantage - advantage.mean()) / advantage.std().clamp_min(1e-6)
+        advantage = advantage.clamp(-cfg.advantage_clip, cfg.advantage_clip)  # (B,)
+        # Each shown item's advantage (B, K): the slate's, plus its own response's share.
+        item_advantage = advantage.unsqueeze(1).expand_as(batch.response)
+        if cfg.item_credit:
+            response = batch.response.float()
+            item_advantage = item_advantage + cfg.item_credit * (
+                response - response.mean(dim=1, keepdim=True)
+            )
 
         tokens = batch.action.long().view(batch.action.shape[0], -1, self.levels)  # (B, K, L)
         if cfg.residual == "sampled":
@@ -229,15 +244,17 @@ class HSRLAgent(Agent):
         if cfg.actor_log_prob == "items":
             shown = self._item_log_probs(state, output.log_probs).gather(1, batch.slate)  # (B, K)
             usable = torch.isfinite(shown)  # False for items retired since the transition
-            total = torch.where(usable, shown, torch.zeros_like(shown)).sum(dim=-1)
-            nll = -total / usable.sum(dim=-1).clamp(min=1)  # (B,)
+            item_nll = -torch.where(usable, shown, torch.zeros_like(shown))  # (B, K)
+            count = usable.sum(dim=-1, keepdim=True).clamp(min=1)
         else:
             if cfg.residual == "sampled":
                 chosen = levels.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)  # (B, K, L)
             else:
                 chosen = token_log_probs(levels, tokens)  # (B, K, L)
-            nll = -chosen.sum(dim=-1).mean(dim=-1)  # (B,)
-        actor_loss = (advantage * nll).mean() - cfg.entropy_coef * entropy.mean()
+            item_nll = -chosen.sum(dim=-1)  # (B, K)
+            count = item_nll.new_full((item_nll.shape[0], 1), item_nll.shape[1])
+        weighted = (item_advantage * item_nll / count).sum(dim=-1)  # (B,)
+        actor_loss = weighted.mean() - cfg.entropy_coef * entropy.mean()
 
         # The critic reads detached contexts and the advantage is detached, so one backward
         # pass of the sum gives each network exactly its own loss's gradients.
