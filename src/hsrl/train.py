@@ -179,6 +179,7 @@ def build_run(config: RunConfig) -> RunParts:
     agent = build_agent(
         config.agent, agent_config(config.agent, config.agent_config), spec, catalogue
     ).to(device)
+    agent.reward_fn = env.reward_fn
     return RunParts(config, device, env, agent, catalogue, spec)
 
 

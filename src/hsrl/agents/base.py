@@ -74,6 +74,9 @@ class Agent(nn.Module):
         super().__init__()
         self.spec = spec
         self.catalogue = catalogue
+        self.reward_fn: Any = None
+        """The env's reward of a slate's responses, (B, K) -> (B,), set by the training loop
+        for agents whose credit assignment reads it."""
 
     def act(
         self, obs: dict[str, torch.Tensor], *, explore: bool, generator: torch.Generator | None

@@ -13,6 +13,7 @@ live items instead (the log-probability of the distribution acting samples from)
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -61,10 +62,20 @@ class HSRLConfig:
     explore_epsilon: float = 0.0
     """Weight of a uniform law mixed into the sampling distribution while exploring."""
     item_credit: float = 0.0
-    """Per-item credit c: item k of a slate gets the advantage A + c (y_k - mean_j y_j), its own
-    response y_k against the slate's mean, instead of the slate's A alone (0: the reference)."""
+    """Per-item credit c: item k of a slate gets the advantage A + c d_k instead of the slate's
+    A alone (0: the reference); d_k as ``item_credit_mode`` says."""
+    item_credit_mode: str = "response"
+    """'response': d_k = y_k - mean_j y_j, the item's response against the slate's mean;
+    'marginal': d_k = r(y) - r(y with y_k flipped), what the item's response added to the
+    step reward (it follows the reward's shape: under the RL4RS sweet point a ninth click
+    lowers the reward, so with 9 clicks each clicked item gets a negative share)."""
     advantage_norm: bool = False
     """Standardise the advantages over the batch (mean 0, std 1) before clipping."""
+    per_slot: bool = False
+    """Per-slot chains: slot k of the slate runs the HPN from its own context LN(s + q_k) (q_k a
+    learned slot query) and has its own token distributions; the slate is filled slot by slot,
+    each slot's best (or sampled) item among those not yet shown. Off: one item distribution for
+    the whole slate, whose top K items are shown (SPEC 6.3)."""
     decoding: str = "exhaustive"
     """Slate selection: 'exhaustive' scores every live item (O(N L) per user); 'beam' walks the
     SID prefix tree keeping `beam_width` prefixes per level (cost independent of N; see
@@ -92,6 +103,12 @@ class HSRLConfig:
             raise ValueError("explore_epsilon must be in [0, 1)")
         if self.temperature <= 0:
             raise ValueError("temperature must be positive")
+        if self.per_slot and (self.residual == "sampled" or self.decoding == "beam"):
+            raise ValueError("per_slot needs residual 'soft' or 'none' and decoding 'exhaustive'")
+        if self.item_credit_mode not in ("response", "marginal"):
+            raise ValueError(
+                f"item_credit_mode must be 'response' or 'marginal', got {self.item_credit_mode!r}"
+            )
 
 
 class HSRLAgent(Agent):
@@ -119,7 +136,12 @@ class HSRLAgent(Agent):
             config.encoder, spec.item_dim, spec.history_length, spec.profile_dim
         )
         self.policy = HierarchicalPolicy(
-            config.encoder.dim, self.levels, self.codes, config.temperature, config.residual
+            config.encoder.dim,
+            self.levels,
+            self.codes,
+            config.temperature,
+            config.residual,
+            slots=spec.slate_size if config.per_slot else 0,
         )
         self.critic = MultiLevelCritic(
             config.encoder.dim,
@@ -163,6 +185,10 @@ class HSRLAgent(Agent):
             return self.policy.tree_item_log_probs(state, self._prefix_paths(live), live)
         if log_probs is None:
             log_probs = self.policy(state).log_probs
+        if log_probs.ndim == 4:  # per-slot chains: (B, K, L, V) -> (B, K, N + 1)
+            b, k = log_probs.shape[:2]
+            flat = item_log_probs(log_probs.flatten(0, 1), sid.item_sid, live)
+            return flat.view(b, k, -1)
         return item_log_probs(log_probs, sid.item_sid, live)
 
     def _prefix_paths(self, live: torch.Tensor) -> PrefixPaths:
@@ -181,7 +207,9 @@ class HSRLAgent(Agent):
         if self.config.decoding == "beam":
             return self._act_beam(obs, explore, generator)
         scores = self.item_scores(obs)
-        if explore:
+        if self.config.per_slot:
+            slate = self._fill_slots(scores, explore, generator)
+        elif explore:
             slate = sample_slate(
                 scores,
                 self.spec.slate_size,
@@ -193,6 +221,37 @@ class HSRLAgent(Agent):
             slate = greedy_slate(scores, self.spec.slate_size, self.catalogue.layout)
         tokens = self.catalogue.sid.item_sid[slate]  # (B, K, L)
         return Action(slate, tokens.flatten(1))
+
+    def _fill_slots(
+        self, scores: torch.Tensor, explore: bool, generator: torch.Generator | None
+    ) -> torch.Tensor:
+        """Slot by slot, the best (or a sampled) item of each slot's distribution (B, K, N + 1)
+        among the items not yet in the slate (and of the slot's row under a page layout)."""
+        b, k, n1 = scores.shape
+        taken = torch.zeros(b, n1, dtype=torch.bool, device=scores.device)
+        layout = self.catalogue.layout
+        eps = self.config.explore_epsilon
+        picks = []
+        for slot in range(k):
+            logits = scores[:, slot]
+            if layout is not None:
+                logits = logits.masked_fill(layout.item_row != layout.slot_row[slot], -torch.inf)
+            logits = logits.masked_fill(taken, -torch.inf)
+            if explore:
+                logits = torch.log_softmax(logits, dim=-1)
+                if eps > 0.0:
+                    allowed = torch.isfinite(logits)
+                    count = allowed.sum(dim=-1, keepdim=True).clamp(min=1)
+                    uniform = torch.where(allowed, -torch.log(count.float()), -torch.inf)
+                    logits = torch.logaddexp(logits + math.log1p(-eps), uniform + math.log(eps))
+                noise = torch.rand(logits.shape, generator=generator, device=logits.device).clamp(
+                    1e-20, 1.0 - 1e-7
+                )
+                logits = logits - torch.log(-torch.log(noise))
+            pick = logits.argmax(dim=-1)  # (B,)
+            taken = taken.scatter(1, pick.unsqueeze(1), True)
+            picks.append(pick)
+        return torch.stack(picks, dim=1)
 
     def _act_beam(
         self, obs: dict[str, torch.Tensor], explore: bool, generator: torch.Generator | None
@@ -213,11 +272,11 @@ class HSRLAgent(Agent):
         next_obs = {"history": batch.next_history, "user_profile": batch.next_user_profile}
         state = self._state(obs, self.encoder)
         output = self.policy(state)
-        value = self.critic(output.contexts.detach())  # (B,)
+        value = self.critic(self._critic_contexts(output.contexts).detach())  # (B,)
         with torch.no_grad():
             target = self.target
             next_contexts = target["policy"](self._state(next_obs, target["encoder"])).contexts
-            next_value = target["critic"](next_contexts)
+            next_value = target["critic"](self._critic_contexts(next_contexts))
             done = batch.terminated
             keep = done if cfg.reference_bootstrap else 1.0 - done
             td_target = batch.reward + cfg.gamma * keep * next_value  # (B,)
@@ -229,25 +288,29 @@ class HSRLAgent(Agent):
         # Each shown item's advantage (B, K): the slate's, plus its own response's share.
         item_advantage = advantage.unsqueeze(1).expand_as(batch.response)
         if cfg.item_credit:
-            response = batch.response.float()
-            item_advantage = item_advantage + cfg.item_credit * (
-                response - response.mean(dim=1, keepdim=True)
-            )
+            item_advantage = item_advantage + cfg.item_credit * self._item_shares(batch.response)
 
         tokens = batch.action.long().view(batch.action.shape[0], -1, self.levels)  # (B, K, L)
         if cfg.residual == "sampled":
             levels = self.policy.path_log_probs(state, tokens)  # (B, K, L, V), teacher forced
             entropy = -(levels.exp() * levels).sum(dim=-1).sum(dim=-1).mean(dim=-1)  # (B,)
+        elif cfg.per_slot:
+            levels = output.log_probs  # (B, K, L, V): slot k's distributions
+            entropy = -(levels.exp() * levels).sum(dim=-1).sum(dim=-1).mean(dim=-1)  # (B,)
         else:
             levels = output.log_probs  # (B, L, V), the same for every item of the slate
             entropy = -(levels.exp() * levels).sum(dim=-1).sum(dim=-1)  # (B,)
         if cfg.actor_log_prob == "items":
-            shown = self._item_log_probs(state, output.log_probs).gather(1, batch.slate)  # (B, K)
+            item_logp = self._item_log_probs(state, output.log_probs)
+            if cfg.per_slot:  # slot k's distribution at the item shown in slot k
+                shown = item_logp.gather(2, batch.slate.unsqueeze(-1)).squeeze(-1)  # (B, K)
+            else:
+                shown = item_logp.gather(1, batch.slate)  # (B, K)
             usable = torch.isfinite(shown)  # False for items retired since the transition
             item_nll = -torch.where(usable, shown, torch.zeros_like(shown))  # (B, K)
             count = usable.sum(dim=-1, keepdim=True).clamp(min=1)
         else:
-            if cfg.residual == "sampled":
+            if cfg.residual == "sampled" or cfg.per_slot:
                 chosen = levels.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)  # (B, K, L)
             else:
                 chosen = token_log_probs(levels, tokens)  # (B, K, L)
@@ -277,6 +340,24 @@ class HSRLAgent(Agent):
         metrics.update(self._diagnostics(state, output, value.detach(), td_target, advantage))
         return metrics
 
+    def _critic_contexts(self, contexts: torch.Tensor) -> torch.Tensor:
+        """The contexts (B, L + 1, d) the critic reads: per-slot chains are averaged over slots."""
+        return contexts.mean(dim=1) if contexts.ndim == 4 else contexts
+
+    def _item_shares(self, response: torch.Tensor) -> torch.Tensor:
+        """d (B, K): each shown item's share of the step's outcome (``item_credit_mode``)."""
+        response = response.float()
+        if self.config.item_credit_mode == "response":
+            return response - response.mean(dim=1, keepdim=True)
+        if self.reward_fn is None:
+            raise ConfigError("item_credit_mode 'marginal' needs the env's reward function")
+        b, k = response.shape
+        flip = torch.eye(k, device=response.device, dtype=torch.bool)  # (K, K)
+        flipped = torch.where(flip, 1.0 - response.unsqueeze(1), response.unsqueeze(1))
+        reward = self.reward_fn(response).float()  # (B,)
+        without = self.reward_fn(flipped.reshape(b * k, k)).float().view(b, k)
+        return reward.unsqueeze(1) - without
+
     # --- diagnostics --------------------------------------------------------------------------
     # Rows of the batch whose item distribution is measured (O(N) each).
     _ITEM_ENTROPY_ROWS = 16
@@ -301,7 +382,9 @@ class HSRLAgent(Agent):
         level weights softmax(omega), l = 0..L).
         """
         metrics: dict[str, torch.Tensor] = {}
-        levels = output.log_probs.detach()  # (B, L, V)
+        levels = output.log_probs.detach()  # (B, L, V), or (B, K, L, V) per slot
+        if levels.ndim == 4:
+            levels = levels.flatten(0, 1)
         probs = levels.exp()
         per_level = -(probs * levels).sum(dim=-1).mean(dim=0)  # (L,)
         mean_probs = probs.mean(dim=0)  # (L, V)
@@ -310,7 +393,7 @@ class HSRLAgent(Agent):
             metrics[f"policy/entropy_l{level + 1}"] = per_level[level]
             metrics[f"policy/code_usage_l{level + 1}"] = usage[level]
         rows = state[: self._ITEM_ENTROPY_ROWS].detach()
-        item_logp = self._item_log_probs(rows)  # (R, N + 1), -inf where not live
+        item_logp = self._item_log_probs(rows)  # (R, N + 1), -inf where not live; (R, K, N + 1)
         item_p = item_logp.exp()
         finite = torch.where(torch.isfinite(item_logp), item_logp, torch.zeros_like(item_logp))
         metrics["policy/item_entropy"] = -(item_p * finite).sum(dim=-1).mean()

@@ -13,6 +13,11 @@ Residual modes:
   autoregressive policy over SIDs). Items are scored over the prefix tree of the live SIDs
   (:class:`PrefixPaths`) and training conditions on the stored tokens (teacher forcing);
 - ``none`` (ablation): every level reads c_0.
+
+Per-slot chains (``slots`` = K > 0): slot k starts from its own context
+c_0^k = LayerNorm(s + q_k), q_k a learned slot query, and runs the same levels (shared heads,
+token embeddings and norms), so each slot of the slate has its own token distributions
+(outputs gain a slot axis: log-probs (B, K, L, V), contexts (B, K, L + 1, d)).
 """
 
 from __future__ import annotations
@@ -28,8 +33,8 @@ ResidualMode = Literal["soft", "sampled", "none"]
 
 @dataclass
 class PolicyOutput:
-    log_probs: torch.Tensor  # (B, L, V) log p_l
-    contexts: torch.Tensor  # (B, L + 1, d) c_0..c_L
+    log_probs: torch.Tensor  # (B, L, V) log p_l; (B, K, L, V) with per-slot chains
+    contexts: torch.Tensor  # (B, L + 1, d) c_0..c_L; (B, K, L + 1, d) with per-slot chains
 
 
 class HierarchicalPolicy(nn.Module):
@@ -40,8 +45,11 @@ class HierarchicalPolicy(nn.Module):
         codes: int,
         temperature: float = 1.0,
         residual: ResidualMode = "soft",
+        slots: int = 0,
     ):
         super().__init__()
+        if slots and residual == "sampled":
+            raise ValueError("per-slot chains need residual 'soft' or 'none'")
         if residual not in ("soft", "sampled", "none"):
             raise ValueError(f"residual must be 'soft', 'sampled' or 'none', got {residual!r}")
         self.levels = levels
@@ -51,6 +59,10 @@ class HierarchicalPolicy(nn.Module):
         self.heads = nn.ModuleList(nn.Linear(dim, codes) for _ in range(levels))
         self.token_embeddings = nn.ModuleList(nn.Embedding(codes, dim) for _ in range(levels))
         self.norms = nn.ModuleList(nn.LayerNorm(dim) for _ in range(levels))
+        self.slots = slots
+        if slots:
+            self.slot_queries = nn.Parameter(torch.randn(slots, dim) * 0.5)
+            self.slot_norm = nn.LayerNorm(dim)
 
     def forward(self, state: torch.Tensor) -> PolicyOutput:
         """Token distributions and contexts of the soft chain (action-independent).
@@ -59,6 +71,8 @@ class HierarchicalPolicy(nn.Module):
         only); the policy's own distributions are those of :meth:`path_log_probs` and
         :meth:`tree_item_log_probs`.
         """
+        if self.slots:
+            state = self.slot_norm(state.unsqueeze(-2) + self.slot_queries)  # (B, K, d)
         contexts = [state]
         log_probs = []
         context = state
@@ -69,7 +83,7 @@ class HierarchicalPolicy(nn.Module):
                 expected = logp.exp() @ embedding.weight  # (B, d)
                 context = norm(context - expected)
             contexts.append(context)
-        return PolicyOutput(torch.stack(log_probs, dim=1), torch.stack(contexts, dim=1))
+        return PolicyOutput(torch.stack(log_probs, dim=-2), torch.stack(contexts, dim=-2))
 
     def _level_log_probs(self, level: int, context: torch.Tensor) -> torch.Tensor:
         return torch.log_softmax(self.heads[level](context) / self.temperature, dim=-1)
