@@ -358,3 +358,24 @@ def test_per_slot_chains_fill_each_slot_from_its_own_distribution():
     assert torch.isfinite(metrics["loss/actor"]) and "policy/code_usage_l1" in metrics
     with pytest.raises(ValueError, match="per_slot"):
         HSRLConfig(per_slot=True, residual="sampled")
+
+
+def test_behavior_loss_raises_the_clicked_items_under_the_acting_distribution():
+    torch.manual_seed(14)
+    agent = make_agent(dropout_free_config(entropy_coef=0.0, behavior_coef=0.5))
+    plain = HSRLAgent(dropout_free_config(entropy_coef=0.0), agent.spec, agent.catalogue)
+    plain.load_state_dict(agent.state_dict())
+    batch = tiny_batch(agent)
+    batch.response = torch.tensor([[1.0, 0.0], [0.0, 0.0], [1.0, 1.0], [0.0, 1.0]])
+    with torch.no_grad():
+        obs = {"history": batch.history, "user_profile": batch.user_profile}
+        scores = agent.item_scores(obs)  # log P(item | s), (B, N + 1)
+        shown = scores.gather(1, batch.slate)
+        clicks = batch.response.sum(dim=1).clamp(min=1)
+        expected = (-(batch.response * shown).sum(dim=1) / clicks).mean()
+    agent.train()
+    plain.train()
+    metrics = agent.update(batch)
+    assert torch.allclose(metrics["loss/behavior"], expected, atol=1e-5)
+    base = plain.update(batch)["loss/actor"]
+    assert torch.allclose(metrics["loss/actor"], base + 0.5 * expected, atol=1e-5)
