@@ -7,6 +7,10 @@ users (1,000 test users, evaluation seed 0), and print one JSON line.
 WORLD holds data/, simulator/ and sid/ (as the main job writes them); the run goes to
 WORLD/grid/NAME_AGENT_seedSEED and is reused when it exists. With "ground_truth": true in the
 overrides' "env", the agent trains on the true users instead of the simulator.
+
+Every cell starts from the builtin preset's loop and env with the agent settings of GRID_BASE
+(for HSRL: the method as specified, with the preset's entropy 0.01), so a cell means the same
+whatever the preset's agent defaults are now.
 """
 
 from __future__ import annotations
@@ -23,12 +27,18 @@ from hsrl.presets import merge, preset
 from hsrl.train import config_from_dict, train
 
 
+GRID_BASE = {"hsrl": {"entropy_coef": 0.01}, "a2c_flat": {"entropy_coef": 0.01}}
+
+
 def main(world: str, name: str, agent: str, seed: str, overrides: str, iters: str = "3000"):
     torch.set_num_threads(1)
     root = Path(world).resolve()
     run_dir = root / "grid" / f"{name}_{agent}_seed{seed}"
+    base = preset("builtin")
+    if agent in GRID_BASE:
+        base["agent_config"] = dict(GRID_BASE[agent])
     values = merge(
-        preset("builtin", agent),
+        base,
         {
             "agent": agent,
             "data": str(root / "data"),
