@@ -26,7 +26,6 @@ from hsrl.evaluate import EvalSettings, evaluate_run
 from hsrl.presets import merge, preset
 from hsrl.train import config_from_dict, train
 
-
 GRID_BASE = {"hsrl": {"entropy_coef": 0.01}, "a2c_flat": {"entropy_coef": 0.01}}
 
 
