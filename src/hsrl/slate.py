@@ -14,7 +14,7 @@ best of the row in the row's first slot; with no layout (``None``) any item may 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -29,11 +29,27 @@ class PageLayout:
     """Row r of the page (slots ``slots_of(r)``) shows only items whose ``item_row`` is r.
 
     ``item_row`` (N + 1,) long: the row (location) of each item, 0 for the padding item and for
-    items of no row; ``slot_row`` (K,) long: the row of each slot, rows 1..R in page order.
+    items of no row; ``slot_row`` (K,) long: the row of each slot, rows 1..R in page order, each
+    a block of consecutive slots.
     """
 
     item_row: torch.Tensor
     slot_row: torch.Tensor
+    _row_slots: tuple[torch.Tensor, ...] = field(init=False, repr=False, compare=False)
+    """The slots of rows 1..R, found once here so that acting needs no host sync."""
+
+    def __post_init__(self) -> None:
+        rows = self.slot_row.tolist()
+        slices = []
+        for row in range(1, max(rows, default=0) + 1):
+            first = rows.index(row) if row in rows else -1
+            count = rows.count(row)
+            if first < 0 or rows[first : first + count] != [row] * count:
+                raise ConfigError(
+                    f"page layout: the slots of row {row} must be one block of consecutive slots"
+                )
+            slices.append(torch.arange(first, first + count, device=self.slot_row.device))
+        object.__setattr__(self, "_row_slots", tuple(slices))
 
     @classmethod
     def from_locations(cls, location: torch.Tensor, slate_size: int) -> PageLayout:
@@ -57,11 +73,11 @@ class PageLayout:
 
     @property
     def num_rows(self) -> int:
-        return int(self.slot_row.max())
+        return len(self._row_slots)
 
     def slots_of(self, row: int) -> torch.Tensor:
         """The slots (0-based) of row ``row`` (1-based), in page order."""
-        return torch.nonzero(self.slot_row == row).squeeze(1)
+        return self._row_slots[row - 1]
 
     def to(self, device: torch.device | str) -> PageLayout:
         return PageLayout(self.item_row.to(device), self.slot_row.to(device))
@@ -78,7 +94,7 @@ class PageLayout:
         """Raise ConfigError unless every row has as many live items as slots."""
         for row in range(1, self.num_rows + 1):
             have = int((live & (self.item_row == row)).sum())
-            need = int((self.slot_row == row).sum())
+            need = self.slots_of(row).numel()
             if have < need:
                 raise ConfigError(
                     f"page layout: row {row} has {need} slots but only {have} live items"
@@ -120,16 +136,25 @@ def sample_slate(
     log_probs (B, N + 1) normalised log-probabilities with -inf for items that cannot be shown.
     Under a layout each row's items are drawn from the law restricted to that row's items.
     """
-    if epsilon > 0.0:
-        live = torch.isfinite(log_probs)
-        count = live.sum(dim=-1, keepdim=True).clamp(min=1)  # (B, 1)
-        uniform = torch.where(live, -torch.log(count.float()), float("-inf"))
-        log_probs = torch.logaddexp(log_probs + math.log1p(-epsilon), uniform + math.log(epsilon))
-    uniform_noise = torch.rand(
-        log_probs.shape, generator=generator, device=log_probs.device, dtype=log_probs.dtype
-    )
-    gumbel = -torch.log(-torch.log(uniform_noise.clamp(min=1e-20, max=1.0 - 1e-7)))
-    return _per_row_top(log_probs + gumbel, slate_size, layout)
+    keys = log_probs_with_uniform(log_probs, epsilon) + gumbel_noise(log_probs, generator)
+    return _per_row_top(keys, slate_size, layout)
+
+
+def log_probs_with_uniform(log_probs: torch.Tensor, epsilon: float) -> torch.Tensor:
+    """log((1 - epsilon) p + epsilon u), u uniform over the entries p allows (finite ones)."""
+    if epsilon <= 0.0:
+        return log_probs
+    allowed = torch.isfinite(log_probs)
+    count = allowed.sum(dim=-1, keepdim=True).clamp(min=1)  # (..., 1)
+    uniform = torch.where(allowed, -torch.log(count.float()), float("-inf"))
+    return torch.logaddexp(log_probs + math.log1p(-epsilon), uniform + math.log(epsilon))
+
+
+def gumbel_noise(like: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    """Standard Gumbel noise of ``like``'s shape, dtype and device: argmax(log p + noise) is a
+    draw from p, and the top k of it a draw of k without replacement."""
+    uniform = torch.rand(like.shape, generator=generator, device=like.device, dtype=like.dtype)
+    return -torch.log(-torch.log(uniform.clamp(min=1e-20, max=1.0 - 1e-7)))
 
 
 def uniform_slate(

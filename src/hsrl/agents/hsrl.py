@@ -13,7 +13,6 @@ live items instead (the log-probability of the distribution acting samples from)
 from __future__ import annotations
 
 import copy
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,7 +26,7 @@ from hsrl.nets import HierarchicalPolicy, MultiLevelCritic, StateEncoder, StateE
 from hsrl.nets.hierarchical_policy import PrefixPaths, item_log_probs, token_log_probs
 from hsrl.replay import Batch
 from hsrl.sid.beam import beam_sample, beam_search
-from hsrl.slate import greedy_slate, sample_slate
+from hsrl.slate import greedy_slate, gumbel_noise, log_probs_with_uniform, sample_slate
 
 
 @dataclass(frozen=True)
@@ -243,16 +242,8 @@ class HSRLAgent(Agent):
                 logits = logits.masked_fill(layout.item_row != layout.slot_row[slot], -torch.inf)
             logits = logits.masked_fill(taken, -torch.inf)
             if explore:
-                logits = torch.log_softmax(logits, dim=-1)
-                if eps > 0.0:
-                    allowed = torch.isfinite(logits)
-                    count = allowed.sum(dim=-1, keepdim=True).clamp(min=1)
-                    uniform = torch.where(allowed, -torch.log(count.float()), -torch.inf)
-                    logits = torch.logaddexp(logits + math.log1p(-eps), uniform + math.log(eps))
-                noise = torch.rand(logits.shape, generator=generator, device=logits.device).clamp(
-                    1e-20, 1.0 - 1e-7
-                )
-                logits = logits - torch.log(-torch.log(noise))
+                logits = log_probs_with_uniform(torch.log_softmax(logits, dim=-1), eps)
+                logits = logits + gumbel_noise(logits, generator)
             pick = logits.argmax(dim=-1)  # (B,)
             taken = taken.scatter(1, pick.unsqueeze(1), True)
             picks.append(pick)
@@ -305,12 +296,13 @@ class HSRLAgent(Agent):
         else:
             levels = output.log_probs  # (B, L, V), the same for every item of the slate
             entropy = -(levels.exp() * levels).sum(dim=-1).sum(dim=-1)  # (B,)
-        if cfg.actor_log_prob == "items":
+        # log P(item | s) of the distribution acting samples from, once, for the terms that read
+        # it; ``shown`` is its value at each shown item, -inf for items retired since then.
+        item_logp = shown = None
+        if cfg.actor_log_prob == "items" or cfg.behavior_coef:
             item_logp = self._item_log_probs(state, output.log_probs)
-            if cfg.per_slot:  # slot k's distribution at the item shown in slot k
-                shown = item_logp.gather(2, batch.slate.unsqueeze(-1)).squeeze(-1)  # (B, K)
-            else:
-                shown = item_logp.gather(1, batch.slate)  # (B, K)
+            shown = self._at_shown_items(item_logp, batch.slate)  # (B, K)
+        if shown is not None and cfg.actor_log_prob == "items":
             usable = torch.isfinite(shown)  # False for items retired since the transition
             item_nll = -torch.where(usable, shown, torch.zeros_like(shown))  # (B, K)
             count = usable.sum(dim=-1, keepdim=True).clamp(min=1)
@@ -324,8 +316,8 @@ class HSRLAgent(Agent):
         weighted = (item_advantage * item_nll / count).sum(dim=-1)  # (B,)
         actor_loss = weighted.mean() - cfg.entropy_coef * entropy.mean()
         behavior_loss = None
-        if cfg.behavior_coef:
-            behavior_loss = self._behavior_loss(state, output.log_probs, batch)
+        if shown is not None and cfg.behavior_coef:
+            behavior_loss = self._behavior_loss(shown, batch.response)
             actor_loss = actor_loss + cfg.behavior_coef * behavior_loss
 
         # The critic reads detached contexts and the advantage is detached, so one backward
@@ -348,19 +340,32 @@ class HSRLAgent(Agent):
         if behavior_loss is not None:
             metrics["loss/behavior"] = behavior_loss.detach()
         metrics.update(gradients)
-        metrics.update(self._diagnostics(state, output, value.detach(), td_target, advantage))
+        rows = slice(0, self._ITEM_ENTROPY_ROWS)
+        metrics.update(
+            self._diagnostics(
+                state[rows],
+                output,
+                value.detach(),
+                td_target,
+                advantage,
+                None if item_logp is None else item_logp[rows],
+            )
+        )
         return metrics
 
-    def _behavior_loss(
-        self, state: torch.Tensor, log_probs: torch.Tensor, batch: Batch
-    ) -> torch.Tensor:
-        """-sum_k y_k log P(item_k | s) / max(1, sum_k y_k), mean over the batch (config docs)."""
-        item_logp = self._item_log_probs(state, log_probs)
-        if item_logp.ndim == 3:  # per-slot chains: slot k's distribution at its item
-            shown = item_logp.gather(2, batch.slate.unsqueeze(-1)).squeeze(-1)  # (B, K)
-        else:
-            shown = item_logp.gather(1, batch.slate)  # (B, K)
-        clicked = batch.response.float() * torch.isfinite(shown)  # retired items left out
+    @staticmethod
+    def _at_shown_items(item_logp: torch.Tensor, slate: torch.Tensor) -> torch.Tensor:
+        """log P of each shown item (B, K): under the slate's one distribution (B, N + 1), or
+        with per-slot chains (B, K, N + 1) under slot k's distribution for the item in slot k."""
+        if item_logp.ndim == 3:
+            return item_logp.gather(2, slate.unsqueeze(-1)).squeeze(-1)
+        return item_logp.gather(1, slate)
+
+    @staticmethod
+    def _behavior_loss(shown: torch.Tensor, response: torch.Tensor) -> torch.Tensor:
+        """-sum_k y_k log P(item_k | s) / max(1, sum_k y_k), mean over the batch (config docs);
+        ``shown`` (B, K) from :meth:`_at_shown_items`."""
+        clicked = response.float() * torch.isfinite(shown)  # retired items left out
         logp = torch.where(torch.isfinite(shown), shown, torch.zeros_like(shown))
         per_user = -(clicked * logp).sum(dim=-1) / clicked.sum(dim=-1).clamp(min=1.0)
         return per_user.mean()
@@ -395,8 +400,12 @@ class HSRLAgent(Agent):
         value: torch.Tensor,
         td_target: torch.Tensor,
         advantage: torch.Tensor,
+        item_logp: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         """What shows where learning stalls (docs/hsrl.md, "Diagnostics"); no host sync.
+
+        ``state`` holds the rows whose item distribution is measured (``item_logp``, when the
+        update already computed it for them).
 
         Per level l: ``policy/entropy_l{l}`` (mean entropy of p_l, nats) and
         ``policy/code_usage_l{l}`` (exp of the entropy of the batch-mean p_l: how many codes the
@@ -417,8 +426,8 @@ class HSRLAgent(Agent):
         for level in range(self.levels):
             metrics[f"policy/entropy_l{level + 1}"] = per_level[level]
             metrics[f"policy/code_usage_l{level + 1}"] = usage[level]
-        rows = state[: self._ITEM_ENTROPY_ROWS].detach()
-        item_logp = self._item_log_probs(rows)  # (R, N + 1), -inf where not live; (R, K, N + 1)
+        if item_logp is None:
+            item_logp = self._item_log_probs(state)  # (R, N + 1) or (R, K, N + 1), -inf: not live
         item_p = item_logp.exp()
         finite = torch.where(torch.isfinite(item_logp), item_logp, torch.zeros_like(item_logp))
         metrics["policy/item_entropy"] = -(item_p * finite).sum(dim=-1).mean()

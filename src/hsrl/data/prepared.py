@@ -136,6 +136,21 @@ class PreparedDataset:
         name = self.manifest.get("ground_truth")
         return self.path / name if name else None
 
+    def item_locations(self) -> torch.Tensor | None:
+        """Each item's page location (N + 1,) long (0 = none), from the item metadata; None
+        when the dataset has none (MovieLens). A damaged or mismatched table is a DataError."""
+        name = self.manifest.get("item_meta")
+        meta = self.path / name if name else None
+        if meta is None or not meta.exists():
+            return None
+        arrays = load_arrays(meta)
+        if "location" not in arrays:
+            return None
+        location = torch.from_numpy(np.asarray(arrays["location"])).long()
+        if location.shape != (self.items.num_items + 1,):
+            raise DataError(meta, "item locations do not cover the item table")
+        return location
+
 
 def records_from_numpy(
     arrays: Mapping[str, np.ndarray], where: Path | str = "<records>"

@@ -31,7 +31,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from hsrl.config import replace
@@ -599,24 +598,15 @@ def make_env(
 
 def dataset_layout(dataset: Any, slate_size: int) -> PageLayout:
     """The page layout of a prepared dataset: its items' locations as page rows."""
-    from hsrl.io import load_arrays
-
-    meta_name = dataset.manifest.get("item_meta")
-    meta = dataset.path / meta_name if meta_name else None
-    if meta is None or not meta.exists():
+    location = dataset.item_locations()
+    if location is None:
         raise DataError(
             Path(dataset.path), "layout 'rows' needs item locations, and this dataset has none"
         )
-    arrays = load_arrays(meta)
-    if "location" not in arrays:
-        raise DataError(meta, "layout 'rows' needs item locations ('location' is missing)")
-    location = torch.from_numpy(np.asarray(arrays["location"])).long()
-    if location.shape[0] != dataset.items.num_items + 1:
-        raise DataError(meta, "item locations do not cover the item table")
     try:
         return PageLayout.from_locations(location, slate_size)
     except ConfigError as exc:
-        raise DataError(meta, str(exc)) from exc
+        raise DataError(Path(dataset.path), str(exc)) from exc
 
 
 def make_backend(

@@ -105,12 +105,9 @@ def calibration_table(prob: torch.Tensor, response: torch.Tensor, bins: int = CA
 
 def _location_groups(dataset: Any) -> dict[int, torch.Tensor]:
     """Item ids of each location (page row), when the dataset has item locations."""
-    from hsrl.io import load_arrays
-
-    meta_name = dataset.manifest.get("item_meta")
-    if not meta_name or not (dataset.path / meta_name).exists():
+    location = dataset.item_locations()
+    if location is None:
         return {}
-    location = torch.from_numpy(np.asarray(load_arrays(dataset.path / meta_name)["location"]))
     return {
         int(loc): torch.nonzero(location == loc).squeeze(1)
         for loc in torch.unique(location).tolist()
