@@ -379,3 +379,6 @@ def test_behavior_loss_raises_the_clicked_items_under_the_acting_distribution():
     assert torch.allclose(metrics["loss/behavior"], expected, atol=1e-5)
     base = plain.update(batch)["loss/actor"]
     assert torch.allclose(metrics["loss/actor"], base + 0.5 * expected, atol=1e-5)
+
+    with pytest.raises(ValueError, match="behavior_coef"):
+        HSRLConfig(behavior_coef=-1.0)

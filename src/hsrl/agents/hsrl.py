@@ -109,6 +109,8 @@ class HSRLConfig:
             raise ValueError("temperature must be positive")
         if self.per_slot and (self.residual == "sampled" or self.decoding == "beam"):
             raise ValueError("per_slot needs residual 'soft' or 'none' and decoding 'exhaustive'")
+        if self.behavior_coef < 0:
+            raise ValueError(f"behavior_coef must not be negative, got {self.behavior_coef}")
         if self.item_credit_mode not in ("response", "marginal"):
             raise ValueError(
                 f"item_credit_mode must be 'response' or 'marginal', got {self.item_credit_mode!r}"
