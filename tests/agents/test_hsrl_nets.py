@@ -382,3 +382,75 @@ def test_behavior_loss_raises_the_clicked_items_under_the_acting_distribution():
 
     with pytest.raises(ValueError, match="behavior_coef"):
         HSRLConfig(behavior_coef=-1.0)
+
+
+def test_tree_contexts_match_each_items_path_contexts():
+    torch.manual_seed(15)
+    from hsrl.nets.hierarchical_policy import PrefixPaths
+
+    policy = HierarchicalPolicy(DIM, LEVELS, CODES, residual="sampled")
+    sid = tiny_sid(10)
+    live = sid.live.clone()
+    live[5] = False
+    state = torch.randn(3, DIM)
+    tree = policy.tree_contexts(state, PrefixPaths.build(sid.item_sid, live))
+    items = torch.tensor([1, 2, 9, 10])
+    path = policy.path_contexts(state, sid.item_sid[items].unsqueeze(0).expand(3, -1, -1))
+    assert tree.shape == (3, 11, LEVELS + 1, DIM)
+    assert torch.allclose(tree[:, items], path, atol=1e-5)
+    assert torch.allclose(path[:, :, 0], state.unsqueeze(1).expand(3, 4, DIM))
+
+
+def test_item_critic_learns_clicks_and_pulls_the_policy_towards_them():
+    torch.manual_seed(16)
+    config = dropout_free_config(
+        entropy_coef=0.0, residual="sampled", item_critic_coef=1.0, item_critic_lr=1e-2
+    )
+    agent = make_agent(config)
+    batch = tiny_batch(agent)
+    # Item 1 is always clicked and item 2 never, whoever the user.
+    batch.slate = torch.tensor([[1, 2]] * 4)
+    batch.action = agent.catalogue.sid.item_sid[batch.slate].flatten(1)
+    batch.response = torch.tensor([[1.0, 0.0]] * 4)
+    obs = {"history": batch.history, "user_profile": batch.user_profile}
+    agent.train()
+    first = agent.update(batch)
+    for _ in range(150):
+        last = agent.update(batch)
+    assert last["loss/item_critic"] < 0.5 * first["loss/item_critic"]
+    agent.eval()
+    with torch.no_grad():
+        scores = agent.item_scores(obs)
+    assert (scores[:, 1] > scores[:, 2]).all()
+    assert set(agent.optimizers()) == {"actor", "critic", "item_critic"}
+    with pytest.raises(ValueError, match="item_critic_coef"):
+        HSRLConfig(item_critic_coef=-1.0)
+    with pytest.raises(ValueError, match="item_critic_coef"):
+        HSRLConfig(item_critic_coef=1.0, per_slot=True)
+
+
+def test_critic_assembly_shows_the_candidate_of_highest_expected_reward():
+    from hsrl.agents.reference import candidate_slates, count_reward, expected_reward
+    from hsrl.simulator.rewards import get_reward
+
+    torch.manual_seed(17)
+    config = dropout_free_config(residual="sampled", item_critic_coef=1.0, slate_assembly="critic")
+    agent = make_agent(config, slate=3)
+    agent.reward_fn = get_reward("rl4rs")
+    agent.eval()
+    obs = {"history": torch.randint(0, 11, (6, 4)), "user_profile": torch.randn(6, 3)}
+    slate = agent.act(obs, explore=False, generator=None).slate
+    with torch.no_grad():
+        state = agent._state(obs, agent.encoder)
+        scores = agent._item_log_probs(state)
+        q = agent._item_values(state)
+    cands = candidate_slates(scores, agent.item_slot_bias.detach())
+    probs = torch.sigmoid(q.unsqueeze(1).expand(-1, cands.shape[1], -1).gather(2, cands))
+    values = expected_reward(probs, count_reward(agent.reward_fn, 3, probs.device))
+    best = cands[torch.arange(6), values.argmax(dim=1)]
+    assert torch.equal(slate, best)
+    assert all(len(set(row.tolist())) == 3 for row in slate)
+    explored = agent.act(obs, explore=True, generator=torch.Generator().manual_seed(1)).slate
+    assert (explored > 0).all() and all(len(set(row.tolist())) == 3 for row in explored)
+    with pytest.raises(ValueError, match="slate_assembly"):
+        HSRLConfig(slate_assembly="critic")

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from hsrl.agents.base import Action, Agent, Catalogue, EnvSpec, adam, freeze, soft_update
+from hsrl.agents.reference import candidate_slates, count_reward, expected_reward
 from hsrl.errors import ConfigError
 from hsrl.nets import HierarchicalPolicy, MultiLevelCritic, StateEncoder, StateEncoderConfig
 from hsrl.nets.hierarchical_policy import PrefixPaths, item_log_probs, token_log_probs
@@ -73,6 +74,29 @@ class HSRLConfig:
     max(1, sum_k y_k), the clicked items' log-probability under the distribution acting samples
     from (listwise over the live items; O(N) per update). 0: none, as in the reference's RL4RS
     agent."""
+    item_critic_coef: float = 0.0
+    """Weight of the item critic's pull on the policy (0: no item critic, as in the reference).
+    The item critic q(s, i) = sum_l softmax(omega')_l Q_l(c_l(i)) is a multi-level critic read
+    on the contexts of item i's SID path, c_l(i) = LN_l(c_{l-1}(i) - E_l[z_l(i)]): one value per
+    token prefix, a click logit learned by binary cross-entropy on the replayed response of
+    every shown item (its gradient also shapes the encoder and the token embeddings). The actor
+    loss gains coef * CE(softmax(q / item_critic_temperature), P(. | s)) over the live items:
+    the policy is pulled towards the items the critic expects to be clicked (O(N) per
+    update)."""
+    item_critic_temperature: float = 0.2
+    """Temperature of the item critic's target distribution softmax(q / T)."""
+    item_critic_hidden: tuple[int, ...] = (64,)
+    """Hidden sizes of the item critic's value MLP (no dropout)."""
+    item_critic_lr: float = 1e-3
+    slate_assembly: str = "top"
+    """How a slate is made from the item distribution. 'top': its K most likely items (sampled
+    without replacement while exploring; SPEC 6.3). 'critic' (needs the item critic): the
+    policy ranks the live items (by log P, plus Gumbel noise while exploring) and proposes the
+    oracle's candidate slates of that ranking, the top m plus the bottom K - m items for every
+    m (hsrl.agents.reference.candidate_slates); the item critic's click probabilities, with its
+    learned slot term, pick the candidate of highest expected step reward. Under a reward such
+    as RL4RS's sweet point, where 8 clicks of 9 pay more than 9, the best slate is not the top
+    K."""
     advantage_norm: bool = False
     """Standardise the advantages over the batch (mean 0, std 1) before clipping."""
     per_slot: bool = False
@@ -111,6 +135,18 @@ class HSRLConfig:
             raise ValueError("per_slot needs residual 'soft' or 'none' and decoding 'exhaustive'")
         if self.behavior_coef < 0:
             raise ValueError(f"behavior_coef must not be negative, got {self.behavior_coef}")
+        if self.item_critic_coef < 0:
+            raise ValueError(f"item_critic_coef must not be negative, got {self.item_critic_coef}")
+        if self.item_critic_temperature <= 0:
+            raise ValueError("item_critic_temperature must be positive")
+        if self.slate_assembly not in ("top", "critic"):
+            raise ValueError(
+                f"slate_assembly must be 'top' or 'critic', got {self.slate_assembly!r}"
+            )
+        if self.slate_assembly == "critic" and not self.item_critic_coef:
+            raise ValueError("slate_assembly 'critic' needs the item critic (item_critic_coef > 0)")
+        if self.item_critic_coef and (self.per_slot or self.decoding == "beam"):
+            raise ValueError("item_critic_coef needs per_slot off and decoding 'exhaustive'")
         if self.item_credit_mode not in ("response", "marginal"):
             raise ValueError(
                 f"item_credit_mode must be 'response' or 'marginal', got {self.item_credit_mode!r}"
@@ -158,6 +194,13 @@ class HSRLAgent(Agent):
             single_level=config.single_critic,
         )
         online = {"encoder": self.encoder, "policy": self.policy, "critic": self.critic}
+        self.item_critic = None
+        if config.item_critic_coef:
+            self.item_critic = MultiLevelCritic(
+                config.encoder.dim, self.levels, config.item_critic_hidden, dropout=0.0
+            )
+            # The item critic's slot term: a click-logit offset per slot of the slate.
+            self.item_slot_bias = nn.Parameter(torch.zeros(spec.slate_size))
         self.target = freeze(nn.ModuleDict({k: copy.deepcopy(m) for k, m in online.items()}))
         # The online networks in the same order as the targets (not registered twice).
         self.__dict__["_online"] = nn.ModuleDict(online)
@@ -169,9 +212,19 @@ class HSRLAgent(Agent):
         self.critic_optimizer = adam(
             critic_params, lr=config.critic_lr, weight_decay=config.weight_decay
         )
+        self.item_critic_optimizer = None
+        if self.item_critic is not None:
+            self.item_critic_optimizer = adam(
+                [*self.item_critic.parameters(), self.item_slot_bias],
+                lr=config.item_critic_lr,
+                weight_decay=config.weight_decay,
+            )
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        return {"actor": self.actor_optimizer, "critic": self.critic_optimizer}
+        optimizers = {"actor": self.actor_optimizer, "critic": self.critic_optimizer}
+        if self.item_critic_optimizer is not None:
+            optimizers["item_critic"] = self.item_critic_optimizer
+        return optimizers
 
     # --- acting -----------------------------------------------------------------------------
     def _state(self, obs: dict[str, torch.Tensor], encoder: StateEncoder) -> torch.Tensor:
@@ -212,8 +265,11 @@ class HSRLAgent(Agent):
     ) -> Action:
         if self.config.decoding == "beam":
             return self._act_beam(obs, explore, generator)
-        scores = self.item_scores(obs)
-        if self.config.per_slot:
+        state = self._state(obs, self.encoder)
+        scores = self._item_log_probs(state)
+        if self.config.slate_assembly == "critic":
+            slate = self._assemble_by_critic(state, scores, explore, generator)
+        elif self.config.per_slot:
             slate = self._fill_slots(scores, explore, generator)
         elif explore:
             slate = sample_slate(
@@ -227,6 +283,40 @@ class HSRLAgent(Agent):
             slate = greedy_slate(scores, self.spec.slate_size, self.catalogue.layout)
         tokens = self.catalogue.sid.item_sid[slate]  # (B, K, L)
         return Action(slate, tokens.flatten(1))
+
+    def _item_values(self, state: torch.Tensor) -> torch.Tensor:
+        """The item critic's click logits q(s, i) over the catalogue (B, N + 1), -inf if not live."""
+        assert self.item_critic is not None
+        live = self.catalogue.live & self.catalogue.sid.live
+        q = self.item_critic(self.policy.tree_contexts(state, self._prefix_paths(live)))
+        return q.masked_fill(~live, float("-inf"))
+
+    def _assemble_by_critic(
+        self,
+        state: torch.Tensor,
+        scores: torch.Tensor,
+        explore: bool,
+        generator: torch.Generator | None,
+    ) -> torch.Tensor:
+        """``slate_assembly='critic'``: the policy's candidate slates, the critic's choice."""
+        if self.reward_fn is None:
+            raise ConfigError("slate_assembly 'critic' needs the env's reward function")
+        if getattr(self, "_reward_of_clicks", None) is None:
+            self._reward_of_clicks = count_reward(
+                self.reward_fn, self.spec.slate_size, scores.device
+            )
+        ranking = scores
+        if explore:
+            ranking = log_probs_with_uniform(scores, self.config.explore_epsilon)
+            ranking = ranking + gumbel_noise(ranking, generator)
+        slots = self.item_slot_bias.detach()
+        slates = candidate_slates(ranking, slots, self.catalogue.layout, check=False)  # (B, M, K)
+        b, m, k = slates.shape
+        q = self._item_values(state)
+        logits = q.unsqueeze(1).expand(b, m, -1).gather(2, slates) + slots
+        values = expected_reward(torch.sigmoid(logits), self._reward_of_clicks)  # (B, M)
+        best = values.argmax(dim=1).view(b, 1, 1).expand(b, 1, k)
+        return slates.gather(1, best).squeeze(1)
 
     def _fill_slots(
         self, scores: torch.Tensor, explore: bool, generator: torch.Generator | None
@@ -301,7 +391,7 @@ class HSRLAgent(Agent):
         # log P(item | s) of the distribution acting samples from, once, for the terms that read
         # it; ``shown`` is its value at each shown item, -inf for items retired since then.
         item_logp = shown = None
-        if cfg.actor_log_prob == "items" or cfg.behavior_coef:
+        if cfg.actor_log_prob == "items" or cfg.behavior_coef or cfg.item_critic_coef:
             item_logp = self._item_log_probs(state, output.log_probs)
             shown = self._at_shown_items(item_logp, batch.slate)  # (B, K)
         if shown is not None and cfg.actor_log_prob == "items":
@@ -321,15 +411,23 @@ class HSRLAgent(Agent):
         if shown is not None and cfg.behavior_coef:
             behavior_loss = self._behavior_loss(shown, batch.response)
             actor_loss = actor_loss + cfg.behavior_coef * behavior_loss
+        item_critic_loss = item_pull = None
+        if self.item_critic is not None:
+            item_critic_loss, item_pull = self._item_critic_losses(state, tokens, batch, item_logp)
+            actor_loss = actor_loss + cfg.item_critic_coef * item_pull
+            critic_loss_total = critic_loss + item_critic_loss
+        else:
+            critic_loss_total = critic_loss
 
         # The critic reads detached contexts and the advantage is detached, so one backward
         # pass of the sum gives each network exactly its own loss's gradients.
-        self.critic_optimizer.zero_grad(set_to_none=True)
-        self.actor_optimizer.zero_grad(set_to_none=True)
-        (critic_loss + actor_loss).backward()
+        optimizers = self.optimizers().values()
+        for optimizer in optimizers:
+            optimizer.zero_grad(set_to_none=True)
+        (critic_loss_total + actor_loss).backward()
         gradients = self._gradient_norms()
-        self.critic_optimizer.step()
-        self.actor_optimizer.step()
+        for optimizer in optimizers:
+            optimizer.step()
 
         soft_update(self.target, self._online, cfg.target_tau)
         metrics = {
@@ -341,6 +439,9 @@ class HSRLAgent(Agent):
         }
         if behavior_loss is not None:
             metrics["loss/behavior"] = behavior_loss.detach()
+        if item_critic_loss is not None:
+            metrics["loss/item_critic"] = item_critic_loss.detach()
+            metrics["loss/item_pull"] = item_pull.detach()
         metrics.update(gradients)
         rows = slice(0, self._ITEM_ENTROPY_ROWS)
         metrics.update(
@@ -354,6 +455,26 @@ class HSRLAgent(Agent):
             )
         )
         return metrics
+
+    def _item_critic_losses(
+        self,
+        state: torch.Tensor,
+        tokens: torch.Tensor,
+        batch: Batch,
+        item_logp: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The item critic's BCE on the shown items' responses, and the policy's pull towards
+        softmax(q / T) over the live items (``item_critic_coef``)."""
+        assert self.item_critic is not None
+        shown = self.item_critic(self.policy.path_contexts(state, tokens))  # (B, K) logits
+        shown = shown + self.item_slot_bias  # slot k of the slate is shown at position k
+        bce = F.binary_cross_entropy_with_logits(shown, batch.response.float())
+        with torch.no_grad():
+            q = self._item_values(state)  # (B, N + 1)
+            target = torch.softmax(q / self.config.item_critic_temperature, dim=-1)
+        logp = torch.where(torch.isfinite(item_logp), item_logp, torch.zeros_like(item_logp))
+        pull = -(target * logp).sum(dim=-1).mean()
+        return bce, pull
 
     @staticmethod
     def _at_shown_items(item_logp: torch.Tensor, slate: torch.Tensor) -> torch.Tensor:

@@ -141,6 +141,39 @@ def expected_reward(prob: torch.Tensor, reward_of_clicks: torch.Tensor) -> torch
     return click_count_law(prob) @ reward_of_clicks.to(prob.dtype)
 
 
+def candidate_slates(
+    item_logits: torch.Tensor,
+    slot_logits: torch.Tensor,
+    layout: PageLayout | None = None,
+    check: bool = True,
+) -> torch.Tensor:
+    """The oracle's candidate slates (B, M, K) for a ranking ``item_logits`` (B, N + 1) (-inf =
+    not allowed): per row, the top m plus the bottom n - m allowed items for every m, the
+    better-ranked items in the slots of higher ``slot_logits`` (K,); every combination of one
+    filling per row (M = K + 1 without a layout). ``check`` off skips the host-side check that
+    each row has enough allowed items (for callers that guarantee it, such as graphed acting)."""
+    k = slot_logits.shape[0]
+    device = item_logits.device
+    if layout is None:
+        rows = [(torch.arange(k, device=device), item_logits)]
+    else:
+        rows = [
+            (layout.slots_of(r), item_logits.masked_fill(layout.item_row != r, float("-inf")))
+            for r in range(1, layout.num_rows + 1)
+        ]
+    # Per row: its n + 1 candidate fillings (B, n + 1, n), laid out in the row's slots.
+    fillings = [_row_fillings(logits, slots, slot_logits, check) for slots, logits in rows]
+    # Every combination of one filling per row: (M, R) indices into the rows' fillings.
+    choice = torch.cartesian_prod(
+        *[torch.arange(f.shape[1], device=device) for f in fillings]
+    ).view(-1, len(fillings))
+    batch = item_logits.shape[0]
+    slates = torch.empty((batch, choice.shape[0], k), dtype=torch.long, device=device)
+    for r, ((slots, _), filling) in enumerate(zip(rows, fillings)):
+        slates[..., slots] = filling[:, choice[:, r]]
+    return slates
+
+
 def oracle_slates(
     item_logits: torch.Tensor,
     slot_logits: torch.Tensor,
@@ -153,31 +186,15 @@ def oracle_slates(
     slot term (K,): see the module docs for the search. The ``refine`` best candidate slates
     are improved by slot exchanges (within rows under a ``layout``)."""
     k = slot_logits.shape[0]
-    device = item_logits.device
-    if layout is None:
-        rows = [(torch.arange(k, device=device), item_logits)]
-    else:
-        rows = [
-            (layout.slots_of(r), item_logits.masked_fill(layout.item_row != r, float("-inf")))
-            for r in range(1, layout.num_rows + 1)
-        ]
-    # Per row: its n + 1 candidate fillings (B, n + 1, n), laid out in the row's slots.
-    fillings = [_row_fillings(logits, slots, slot_logits) for slots, logits in rows]
-    # Every combination of one filling per row: (M, R) indices into the rows' fillings.
-    choice = torch.cartesian_prod(
-        *[torch.arange(f.shape[1], device=device) for f in fillings]
-    ).view(-1, len(fillings))
-    batch = item_logits.shape[0]
-    slates = torch.empty((batch, choice.shape[0], k), dtype=torch.long, device=device)
-    for r, ((slots, _), filling) in enumerate(zip(rows, fillings)):
-        slates[..., slots] = filling[:, choice[:, r]]
-    logits = item_logits.unsqueeze(1).expand(-1, choice.shape[0], -1).gather(2, slates).double()
+    slates = candidate_slates(item_logits, slot_logits, layout)
+    batch, count = slates.shape[:2]
+    logits = item_logits.unsqueeze(1).expand(-1, count, -1).gather(2, slates).double()
     slots = slot_logits.double()
     values = expected_reward(torch.sigmoid(logits + slots), reward_of_clicks.double())
-    keep = values.topk(min(refine, choice.shape[0]), dim=1).indices  # (B, R)
-    best_value = torch.full((batch,), -torch.inf, device=device, dtype=torch.float64)
+    keep = values.topk(min(refine, count), dim=1).indices  # (B, R)
+    best_value = torch.full((batch,), -torch.inf, device=item_logits.device, dtype=torch.float64)
     best = slates[:, 0]
-    pairs = _exchange_pairs(layout, k, device)
+    pairs = _exchange_pairs(layout, k, item_logits.device)
     for r in range(keep.shape[1]):
         pick = keep[:, r].view(batch, 1, 1).expand(-1, 1, k)
         slate, value = _improve_by_exchanges(
@@ -195,13 +212,12 @@ def oracle_slates(
 
 
 def _row_fillings(
-    item_logits: torch.Tensor, slots: torch.Tensor, slot_logits: torch.Tensor
+    item_logits: torch.Tensor, slots: torch.Tensor, slot_logits: torch.Tensor, check: bool = True
 ) -> torch.Tensor:
     """The n + 1 fillings (B, n + 1, n) of n slots: filling m holds the top m plus the bottom
     n - m allowed items, the better-ranked items in the slots with the higher slot logit."""
     n = slots.numel()
-    allowed = torch.isfinite(item_logits).sum(dim=1)
-    if int(allowed.min()) < n:
+    if check and int(torch.isfinite(item_logits).sum(dim=1).min()) < n:
         raise ConfigError(f"the oracle needs at least {n} items that can be shown in each row")
     best_first = item_logits.topk(n, dim=1).indices  # the top n allowed items, best first
     worst_first = (

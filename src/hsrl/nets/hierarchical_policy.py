@@ -106,6 +106,33 @@ class HierarchicalPolicy(nn.Module):
                 context = self._step(level, context, tokens[..., level])
         return torch.stack(out, dim=2)
 
+    def path_contexts(self, state: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        """Contexts c_0..c_L along given SIDs, c_l = LN_l(c_{l-1} - E_l[z_l]) (the ``sampled``
+        step, whatever the residual mode): state (B, d), tokens (B, K, L) -> (B, K, L + 1, d)."""
+        b, k, levels = tokens.shape
+        context = state.unsqueeze(1).expand(b, k, state.shape[-1])
+        out = [context]
+        for level in range(levels):
+            context = self._step(level, context, tokens[..., level])
+            out.append(context)
+        return torch.stack(out, dim=2)
+
+    def tree_contexts(self, state: torch.Tensor, paths: PrefixPaths) -> torch.Tensor:
+        """:meth:`path_contexts` of every item of the SID tree at once, one context per prefix:
+        state (B, d) -> (B, N + 1, L + 1, d); items that are not live get prefix 0's."""
+        b = state.shape[0]
+        prefix = state.unsqueeze(1)  # (B, 1, d): the empty prefix
+        out = [prefix[:, paths.item_prefix[0]]]
+        for level in range(self.levels):
+            if level + 1 < self.levels:
+                parent, last = paths.parent[level + 1], paths.last_token[level + 1]
+                prefix = self._step(level, prefix[:, parent], last.expand(b, -1))
+                out.append(prefix[:, paths.item_prefix[level + 1]])
+            else:
+                ends = prefix[:, paths.item_prefix[level]]
+                out.append(self._step(level, ends, paths.item_token[level].expand(b, -1)))
+        return torch.stack(out, dim=2)
+
     def tree_item_log_probs(
         self, state: torch.Tensor, paths: PrefixPaths, live: torch.Tensor
     ) -> torch.Tensor:
