@@ -8,14 +8,24 @@ iterations in two goes give the same parameters as N + M at once.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
+import os
+import shutil
+import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
+
+try:
+    import fcntl
+except ImportError:  # not POSIX: run folders are not locked
+    fcntl = None  # type: ignore[assignment]
 
 from hsrl.agents import Action, Agent, Catalogue, EnvSpec, agent_class, agent_config, build_agent
 from hsrl.config import from_dict, load_config, save_config, to_dict
@@ -399,6 +409,7 @@ class Trainer:
                     # until then, so the hot loop has no host sync for them.
                     episodes = self.parts.env.pop_finished_episodes()
                     record = self._log_record(losses, episodes, window_iterations / elapsed)
+                    _check_finite_losses(record, self.run_dir)
                     logger.log(record)
                     bar.set_postfix(
                         reward=f"{record.get('episode/total_reward', math.nan):.2f}",
@@ -407,10 +418,21 @@ class Trainer:
                     losses = {}
                     window_start, window_iterations = time.perf_counter(), 0
                 if self.iteration % self.settings.checkpoint_every == 0 or last:
+                    self._check_finite_parameters()
                     self.save_checkpoint()
         finally:
             bar.close()
             logger.close()
+
+    def _check_finite_parameters(self) -> None:
+        """Refuse to checkpoint NaN or inf weights (the last good checkpoint stays)."""
+        for name, tensor in self.parts.agent.state_dict().items():
+            if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+                raise HsrlError(
+                    f"{self.run_dir}: training diverged by iteration {self.iteration}: {name} "
+                    "holds NaN or inf (the last checkpoint, if any, is kept; try smaller "
+                    "learning rates)"
+                )
 
     def _log_record(
         self,
@@ -439,23 +461,110 @@ class Trainer:
 def train(
     config: RunConfig, out: str | Path, *, overwrite: bool = False, progress: bool = True
 ) -> Path:
-    """Start a new run in ``out`` and train it for ``config.train.iterations`` iterations."""
-    run_dir = Path(out)
-    if run_dir.exists() and any(run_dir.iterdir()) and not overwrite:
-        raise HsrlError(f"{run_dir}: already exists (use --resume to continue it, or --overwrite)")
-    if overwrite and run_dir.exists():
-        import shutil
+    """Start a new run in ``out`` and train it for ``config.train.iterations`` iterations.
 
-        shutil.rmtree(run_dir)
-    parts = build_run(config)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    save_config(config, run_dir / CONFIG_FILE)
-    trainer = Trainer(parts, run_dir)
+    With ``overwrite`` an existing run there is replaced, but only once the new run's inputs
+    have been checked, and it is put back if the new run fails; a folder that is not a run is
+    never replaced. The run folder is locked while training (:func:`run_lock`).
+    """
+    run_dir = Path(out)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise HsrlError(f"{run_dir}: exists and is not a folder")
+    existing = run_dir.is_dir() and any(p.name != LOCK_FILE for p in run_dir.iterdir())
+    if existing and not overwrite:
+        if _stopped_before_first_checkpoint(run_dir):
+            raise HsrlError(
+                f"{run_dir}: a run that stopped before its first checkpoint (start it again "
+                "with --overwrite)"
+            )
+        raise HsrlError(f"{run_dir}: already exists (use --resume to continue it, or --overwrite)")
+    if existing and not (run_dir / CONFIG_FILE).is_file():
+        raise HsrlError(
+            f"{run_dir}: not a run folder (no {CONFIG_FILE}); --overwrite replaces only runs, "
+            "so nothing was deleted"
+        )
+    parts = build_run(config)  # checks the data, simulator and SIDs before anything is touched
+    run_dir.parent.mkdir(parents=True, exist_ok=True)
+    backup = None
+    if existing:
+        with run_lock(run_dir):  # nobody else is writing the old run
+            backup = run_dir.with_name(f".{run_dir.name}.replaced-{os.getpid()}")
+            os.replace(run_dir, backup)
     try:
-        trainer.run(config.train.iterations, progress=progress)
-    finally:
-        trainer.close()
+        run_dir.mkdir(exist_ok=True)
+        with run_lock(run_dir):
+            if any(p.name != LOCK_FILE for p in run_dir.iterdir()):
+                raise HsrlError(f"{run_dir}: another process started a run here")
+            save_config(config, run_dir / CONFIG_FILE)
+            trainer = Trainer(parts, run_dir)
+            try:
+                trainer.run(config.train.iterations, progress=progress)
+            finally:
+                trainer.close()
+    except BaseException:
+        if backup is not None:  # put the replaced run back
+            shutil.rmtree(run_dir, ignore_errors=True)
+            os.replace(backup, run_dir)
+        raise
+    if backup is not None:
+        shutil.rmtree(backup, ignore_errors=True)
+    _remove_stale_backups(run_dir)
     return run_dir
+
+
+LOCK_FILE = ".lock"
+
+
+@contextlib.contextmanager
+def run_lock(folder: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``folder`` (its ``.lock`` file) or fail at once.
+
+    The lock is the kernel's (``flock``): it ends with the process holding it, so a lock left by
+    a killed run is taken over by the next one. Without ``fcntl`` (not POSIX) nothing is locked.
+    """
+    if fcntl is None:
+        yield
+        return
+    path = folder / LOCK_FILE
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise HsrlError(
+                f"{folder}: in use by another hsrl process (its lock {path} is held)"
+            ) from None
+        yield
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock
+
+
+def _stopped_before_first_checkpoint(run_dir: Path) -> bool:
+    return (run_dir / CONFIG_FILE).is_file() and not (
+        run_dir / CHECKPOINT_DIR / LAST_CHECKPOINT
+    ).is_file()
+
+
+def _remove_stale_backups(run_dir: Path) -> None:
+    """Runs replaced by a killed ``--overwrite`` stay hidden beside the folder; once a run
+    there has finished they are no longer needed."""
+    for stale in run_dir.parent.glob(f".{run_dir.name}.replaced-*"):
+        if stale.is_dir():
+            shutil.rmtree(stale, ignore_errors=True)
+            print(
+                f"hsrl: removed {stale} (a run replaced by an interrupted --overwrite)",
+                file=sys.stderr,
+            )
+
+
+def _check_finite_losses(record: dict[str, Any], run_dir: Path) -> None:
+    """Stop a run whose losses became NaN or inf, before it logs or saves anything more."""
+    for key, value in record.items():
+        if key.startswith("loss/") and not math.isfinite(value):
+            raise HsrlError(
+                f"{run_dir}: training diverged by iteration {record['iteration']}: {key} is "
+                f"{value} (the last checkpoint, if any, is kept; try smaller learning rates)"
+            )
 
 
 def load_run_config(run_dir: str | Path) -> RunConfig:
@@ -483,19 +592,25 @@ def resume(run_dir: str | Path, iterations: int, *, progress: bool = True) -> Pa
         raise ConfigError("--iterations must be at least 1")
     run_dir = Path(run_dir)
     config = load_run_config(run_dir)
-    parts = build_run(config)
-    trainer = Trainer(parts, run_dir)
-    state = load_checkpoint(run_dir / CHECKPOINT_DIR / LAST_CHECKPOINT, parts.device)
-    try:
-        trainer.load_checkpoint_state(state)
-    except (KeyError, RuntimeError, ValueError) as exc:
+    if _stopped_before_first_checkpoint(run_dir):
         raise CheckpointError(
-            f"{run_dir}: checkpoint does not match the run's config ({_short(exc)})"
-        ) from exc
-    try:
-        trainer.run(trainer.iteration + iterations, progress=progress)
-    finally:
-        trainer.close()
+            f"{run_dir}: the run stopped before its first checkpoint, so there is nothing to "
+            "resume (start it again with train --overwrite)"
+        )
+    with run_lock(run_dir):
+        parts = build_run(config)
+        trainer = Trainer(parts, run_dir)
+        state = load_checkpoint(run_dir / CHECKPOINT_DIR / LAST_CHECKPOINT, parts.device)
+        try:
+            trainer.load_checkpoint_state(state)
+        except (KeyError, RuntimeError, ValueError) as exc:
+            raise CheckpointError(
+                f"{run_dir}: checkpoint does not match the run's config ({_short(exc)})"
+            ) from exc
+        try:
+            trainer.run(trainer.iteration + iterations, progress=progress)
+        finally:
+            trainer.close()
     return run_dir
 
 

@@ -2,12 +2,16 @@
 
 Each step's module in this package adds its parser with ``register(subparsers)`` and sets
 ``func`` to a handler that takes the parsed arguments and returns an exit code. Errors the user
-can fix (:class:`hsrl.errors.HsrlError`) are printed as one line and exit with status 1.
+can fix (:class:`hsrl.errors.HsrlError`) are printed as one line and exit with status 1; so
+are the operating system's (a file that cannot be read or written, a full disk). Anything else
+is a bug: one line asks for a report, and ``--debug`` (or ``HSRL_DEBUG=1``) shows the
+traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -45,6 +49,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="torch CPU threads (default 0: torch's choice, one per core; on a machine busy "
         "with other work, 1 is much faster for these small networks)",
     )
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        help="show the traceback of an internal error (also: HSRL_DEBUG=1)",
+    )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     subparsers.required = True
     for name in _COMMAND_MODULES:
@@ -69,6 +78,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("hsrl: interrupted", file=sys.stderr)
         return 130
+    except OSError as exc:
+        if _debug(args):
+            raise
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"hsrl: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 1
+    except Exception as exc:
+        if _debug(args):
+            raise
+        print(
+            f"hsrl: internal error ({exc.__class__.__name__}: {_first_line(exc)}); please "
+            "report it, with the command; --debug shows the traceback",
+            file=sys.stderr,
+        )
+        return 70
+
+
+def _debug(args: argparse.Namespace) -> bool:
+    return bool(getattr(args, "debug", False)) or os.environ.get("HSRL_DEBUG") == "1"
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return (lines[0] if lines else "")[:300]
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -6,6 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
+from hsrl.cli._types import finite_float
 from hsrl.errors import ConfigError
 
 
@@ -77,7 +78,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--noise",
-        type=float,
+        type=finite_float,
         default=0.5,
         help="new items' feature perturbation, in column standard deviations (default 0.5)",
     )

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from hsrl.agents.reference import REFERENCE_POLICIES
+from hsrl.cli._types import finite_float, result_name
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -59,7 +60,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--epsilon",
-        type=float,
+        type=finite_float,
         default=0.0,
         help="greedy/oracle without RUN_DIR: show a uniformly random slate instead with this "
         "probability per user and step (default 0)",
@@ -71,7 +72,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "shows only items of location r); a run keeps its own",
     )
     p.add_argument("--device", help="override the run's device")
-    p.add_argument("--name", help="result file name under RUN_DIR/eval/ (default from the options)")
+    p.add_argument(
+        "--name",
+        type=result_name,
+        help="result file name under RUN_DIR/eval/ (default from the options)",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=_evaluate)
 

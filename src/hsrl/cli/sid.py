@@ -6,6 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
+from hsrl.cli._types import finite_float
 from hsrl.io import read_json
 
 
@@ -40,7 +41,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="nearest-centroid search: torch (default, CPU or CUDA) or faiss (optional extra)",
     )
     b.add_argument("--max-iter", type=int, default=30, help="k-means iterations per level cap")
-    b.add_argument("--tol", type=float, default=1e-4, help="relative inertia change to stop at")
+    b.add_argument(
+        "--tol", type=finite_float, default=1e-4, help="relative inertia change to stop at"
+    )
     b.add_argument(
         "--n-init",
         type=int,

@@ -6,6 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
+from hsrl.cli._types import finite_float
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     simulator = subparsers.add_parser("simulator", help="train and inspect user simulators")
@@ -23,8 +25,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     t.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")
     t.add_argument("--epochs", type=int, default=2, help="training epochs (default 2)")
     t.add_argument("--batch-size", type=int, default=128, help="records per batch (default 128)")
-    t.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default 1e-3)")
-    t.add_argument("--l2", type=float, default=3e-4, help="L2 coefficient (default 3e-4)")
+    t.add_argument(
+        "--lr", type=finite_float, default=1e-3, help="Adam learning rate (default 1e-3)"
+    )
+    t.add_argument("--l2", type=finite_float, default=3e-4, help="L2 coefficient (default 3e-4)")
     t.add_argument("--seed", type=int, default=0, help="seed of initialisation and batch order")
     t.add_argument(
         "--feature-dim", type=int, default=16, help="f: size of the user, item and intent vectors"

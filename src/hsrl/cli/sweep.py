@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from hsrl.cli._types import finite_float
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
@@ -32,13 +34,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--cpus-per-trial",
-        type=float,
+        type=finite_float,
         default=1.0,
         help="CPUs reserved per trial (Ray) and torch threads per trial (default 1)",
     )
     p.add_argument(
         "--gpus-per-trial",
-        type=float,
+        type=finite_float,
         default=0.0,
         help="Ray: GPU share per trial, e.g. 0.25 packs four trials per GPU (default 0); "
         "set the device to cuda (--device cuda) for trials to use it",

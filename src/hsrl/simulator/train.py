@@ -373,6 +373,13 @@ def train_simulator(
                     "train_seconds": seconds,
                     "records_per_second": len(train) / seconds,
                 }
+                if not math.isfinite(row["train_bce"]) or not all(
+                    bool(torch.isfinite(v).all()) for v in model.parameters()
+                ):
+                    raise HsrlError(
+                        f"simulator training diverged in epoch {epoch}: the loss or the weights "
+                        f"became NaN or inf (lr {config.lr}; try a smaller --lr)"
+                    )
                 epochs.append(row)
                 auc = scores["auc"] if math.isfinite(scores["auc"]) else -math.inf
                 if best_state is None or auc > best_auc:

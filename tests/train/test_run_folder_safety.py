@@ -1,0 +1,195 @@
+"""Run folders are never lost or mixed: safe --overwrite, a lock per run folder, plain result
+names, and no NaN or inf taken from flags or settings (issue: attack hardening)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from test_train_cli import train_args
+
+from hsrl.cli import main
+from hsrl.errors import HsrlError
+from hsrl.train import run_lock
+
+
+@pytest.mark.parametrize("name", ["../config", "/abs/x", "../../x", "a/b", ".hidden", ".."])
+def test_evaluate_name_must_be_a_plain_file_name(tiny_world, tmp_path, capsys, name):
+    run = tmp_path / "run"
+    assert main(train_args(tiny_world, run, iterations=2)) == 0
+    config = (run / "config.json").read_bytes()
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        main(["evaluate", str(run), "--episodes", "3", "--name", name])
+    assert exit_info.value.code == 2
+    assert "plain file name" in capsys.readouterr().err
+    assert (run / "config.json").read_bytes() == config
+    assert not (run / "eval").exists()
+
+
+def test_a_failing_overwrite_keeps_the_old_run(tiny_world, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(train_args(tiny_world, run, iterations=2)) == 0
+    before = {p.name: p.read_bytes() for p in (run / "checkpoints").iterdir()}
+    args = train_args(tiny_world, run, iterations=2) + ["--overwrite"]
+    args[args.index("--simulator") + 1] = str(tmp_path / "nowhere")
+    assert main(args) == 1
+    assert "nowhere" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in (run / "checkpoints").iterdir()} == before
+    assert not list(tmp_path.glob(".run.replaced-*"))
+
+
+def test_a_run_that_diverges_during_an_overwrite_puts_the_old_run_back(
+    tiny_world, tmp_path, capsys
+):
+    run = tmp_path / "run"
+    assert main(train_args(tiny_world, run, iterations=2)) == 0
+    before = (run / "checkpoints" / "last.pt").read_bytes()
+    args = train_args(tiny_world, run, iterations=8) + ["--overwrite"]
+    args += ["--set", "agent.actor_lr=1e30", "--set", "agent.critic_lr=1e30"]
+    assert main(args) == 1
+    assert "diverged" in capsys.readouterr().err
+    assert (run / "checkpoints" / "last.pt").read_bytes() == before
+    assert not list(tmp_path.glob(".run.replaced-*"))
+
+
+def test_overwrite_never_replaces_a_folder_that_is_not_a_run(tiny_world, tmp_path, capsys):
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("keep me")
+    assert main(train_args(tiny_world, folder, iterations=2) + ["--overwrite"]) == 1
+    assert "not a run folder" in capsys.readouterr().err
+    assert (folder / "notes.txt").read_text() == "keep me"
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    assert main(train_args(tiny_world, afile, iterations=2)) == 1
+    assert "not a folder" in capsys.readouterr().err
+
+
+def test_a_run_folder_in_use_is_refused_at_once(tiny_world, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(train_args(tiny_world, run, iterations=2)) == 0
+    before = (run / "checkpoints" / "last.pt").read_bytes()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _HOLD_LOCK, str(run)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        capsys.readouterr()
+        assert main(["train", "--resume", str(run), "--iterations", "2", "--no-progress"]) == 1
+        assert "in use by another hsrl process" in capsys.readouterr().err
+        assert main(train_args(tiny_world, run, iterations=2) + ["--overwrite"]) == 1
+        assert "in use" in capsys.readouterr().err
+        assert (run / "checkpoints" / "last.pt").read_bytes() == before
+    finally:
+        holder.kill()
+        holder.wait()
+    # The holder was killed: its lock ended with it, and the run can be resumed.
+    assert main(["train", "--resume", str(run), "--iterations", "2", "--no-progress"]) == 0
+
+
+_HOLD_LOCK = """
+import sys, time
+from pathlib import Path
+from hsrl.train import run_lock
+with run_lock(Path(sys.argv[1])):
+    print("locked", flush=True)
+    time.sleep(60)
+"""
+
+
+def test_lock_is_exclusive_within_one_process_too(tmp_path):
+    with run_lock(tmp_path), pytest.raises(HsrlError, match="in use"), run_lock(tmp_path):
+        pass
+    with run_lock(tmp_path):  # released
+        pass
+
+
+def test_a_run_stopped_before_its_first_checkpoint_says_how_to_start_again(
+    tiny_world, tmp_path, capsys
+):
+    run = tmp_path / "run"
+    assert main(train_args(tiny_world, run, iterations=2)) == 0
+    (run / "checkpoints" / "last.pt").unlink()
+    capsys.readouterr()
+    assert main(["train", "--resume", str(run), "--iterations", "2", "--no-progress"]) == 1
+    assert "before its first checkpoint" in capsys.readouterr().err
+    assert main(train_args(tiny_world, run, iterations=2)) == 1
+    assert "--overwrite" in capsys.readouterr().err
+    assert main(train_args(tiny_world, run, iterations=2) + ["--overwrite"]) == 0
+
+
+@pytest.mark.parametrize("value", ["NaN", "Infinity", "-Infinity"])
+def test_non_finite_settings_are_refused(tiny_world, tmp_path, capsys, value):
+    run = tmp_path / "run"
+    args = train_args(tiny_world, run, iterations=2) + ["--set", f"agent.entropy_coef={value}"]
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert "entropy_coef" in err and "finite" in err
+    assert not run.exists()
+    config = tmp_path / "bad.json"
+    config.write_text('{"agent_config": {"entropy_coef": NaN}}')
+    assert main(train_args(tiny_world, run, iterations=2) + ["--config", str(config)]) == 1
+    assert "finite" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["simulator", "train", "--data", "D", "--out", "O", "--lr", "inf"],
+        ["simulator", "train", "--data", "D", "--out", "O", "--lr", "nan"],
+        ["churn", "RUN", "--noise", "nan"],
+        ["evaluate", "--policy", "greedy", "--data", "D", "--epsilon", "nan"],
+    ],
+)
+def test_non_finite_flags_are_usage_errors(argv, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    assert "finite number" in capsys.readouterr().err
+
+
+def test_training_that_diverges_stops_with_a_clear_error(tiny_world, tmp_path, capsys):
+    run = tmp_path / "run"
+    args = train_args(tiny_world, run, iterations=8)
+    args += ["--set", "agent.actor_lr=1e30", "--set", "agent.critic_lr=1e30"]
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert "diverged" in err and err.count("\n") == 1
+    log = run / "log.jsonl"
+    if log.exists():
+        for line in log.read_text().splitlines():
+            record = json.loads(line)
+            assert all(v == v for k, v in record.items() if k.startswith("loss/"))
+
+
+def test_an_internal_error_is_one_line_and_debug_shows_the_traceback(monkeypatch, capsys):
+    import hsrl.cli.data as data_cli
+
+    def broken(path):
+        raise ZeroDivisionError("boom")
+
+    monkeypatch.setattr(data_cli, "load_prepared", broken)  # a bug inside `data info`
+    assert main(["data", "info", "somewhere"]) == 70
+    err = capsys.readouterr().err
+    assert "internal error (ZeroDivisionError: boom)" in err and err.count("\n") == 1
+    with pytest.raises(ZeroDivisionError):
+        main(["--debug", "data", "info", "somewhere"])
+
+
+def test_an_unreadable_output_place_is_a_one_line_error(tiny_world, tmp_path, capsys):
+    import os
+
+    if os.geteuid() == 0:
+        pytest.skip("root ignores file modes")
+    parent = tmp_path / "locked"
+    parent.mkdir()
+    parent.chmod(0o500)
+    try:
+        assert main(train_args(tiny_world, parent / "run", iterations=2)) == 1
+        err = capsys.readouterr().err
+        assert err.startswith("hsrl: error:") and "Permission denied" in err
+    finally:
+        parent.chmod(0o700)
