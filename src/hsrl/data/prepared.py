@@ -24,6 +24,7 @@ step reads them back with :func:`load_prepared`.
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +41,8 @@ FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 ITEMS_FILE = "items.npz"
 GROUND_TRUTH_FILE = "ground_truth.npz"
+
+_SPLIT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
 
 RECORD_DTYPES: dict[str, np.dtype] = {
     "user_profile": np.dtype(np.float32),
@@ -169,6 +172,13 @@ def records_from_numpy(
         raise DataError(where, "slate and response must both be (records, slate size)")
     tensors = {}
     for key, dtype in RECORD_DTYPES.items():
+        kind = arrays[key].dtype.kind
+        if dtype.kind in "iu" and kind not in "iub":
+            raise DataError(where, f"array {key!r} holds {arrays[key].dtype} values, not integers")
+        if dtype.kind == "f" and kind not in "iuf":
+            raise DataError(where, f"array {key!r} holds {arrays[key].dtype} values, not reals")
+        if key == "response" and arrays[key].size and not np.isin(arrays[key], (0, 1)).all():
+            raise DataError(where, "array 'response' holds values other than 0 and 1")
         array = np.ascontiguousarray(arrays[key], dtype=dtype)
         tensor = torch.from_numpy(array)
         if key in ("history", "slate"):
@@ -186,17 +196,18 @@ def records_to_numpy(records: Records) -> dict[str, np.ndarray]:
     }
 
 
-def _check_records(records: Records, items: ItemTable, split: str) -> None:
-    """Invariants every reader must meet; a violation is a reader bug or bad raw data."""
+def _check_records(records: Records, items: ItemTable, where: Path | str) -> None:
+    """Invariants every reader must meet and every loaded split is checked for; a violation is
+    a reader bug, bad raw data or a damaged file (``where`` names the split or its file)."""
     n = items.num_items
     for key in ("slate", "history"):
         ids = getattr(records, key)
         if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) > n):
-            raise DataError(f"<{split}>", f"{key} holds item ids outside 0..{n}")
+            raise DataError(where, f"{key} holds item ids outside 0..{n}")
     if records.slate.numel() and int(records.slate.min()) < 1:
-        raise DataError(f"<{split}>", "slate holds the padding id 0")
+        raise DataError(where, "slate holds the padding id 0")
     if not torch.isfinite(records.user_profile).all():
-        raise DataError(f"<{split}>", "user_profile holds NaN or inf")
+        raise DataError(where, "user_profile holds NaN or inf")
 
 
 def write_prepared(
@@ -228,7 +239,7 @@ def write_prepared(
         raise DataError(out, "item row 0 (padding) must be all zeros")
     first = next(iter(splits.values()))
     for name, records in splits.items():
-        _check_records(records, items, name)
+        _check_records(records, items, f"<{name}>")
         if records.slate_size != first.slate_size or records.history_length != first.history_length:
             raise DataError(out, f"split {name!r} has another slate size or history length")
         if records.profile_dim != first.profile_dim:
@@ -274,6 +285,19 @@ def read_manifest(path: str | Path) -> dict[str, Any]:
             f"format version {manifest['format_version']} is not supported (this hsrl reads "
             f"version {FORMAT_VERSION}); prepare the dataset again",
         )
+    for key in ("num_items", "item_feature_dim", "slate_size", "history_length"):
+        value = manifest.get(key)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise DataError(path / MANIFEST, f"field {key!r} must be a positive integer")
+    splits = manifest.get("splits")
+    if not isinstance(splits, dict) or not splits:
+        raise DataError(path / MANIFEST, "field 'splits' must name at least one split")
+    for name, entry in splits.items():
+        count = entry.get("records") if isinstance(entry, dict) else None
+        if not isinstance(name, str) or not _SPLIT_NAME.fullmatch(name):
+            raise DataError(path / MANIFEST, f"split name {name!r} is not a plain name")
+        if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+            raise DataError(path / MANIFEST, f"splits.{name}.records must be a count")
     return manifest
 
 
@@ -287,6 +311,9 @@ def load_prepared(path: str | Path, splits: list[str] | None = None) -> Prepared
     )
     if features.shape != (manifest["num_items"] + 1, manifest["item_feature_dim"]):
         raise DataError(path / ITEMS_FILE, "item table does not match the manifest")
+    if not torch.isfinite(features).all():
+        raise DataError(path / ITEMS_FILE, "item features hold NaN or inf")
+    items = ItemTable(features)
     names = list(manifest["splits"]) if splits is None else splits
     loaded = {}
     for name in names:
@@ -298,5 +325,8 @@ def load_prepared(path: str | Path, splits: list[str] | None = None) -> Prepared
         records = records_from_numpy(load_arrays(file), where=file)
         if len(records) != manifest["splits"][name]["records"]:
             raise DataError(file, "record count does not match the manifest")
+        if records.slate_size != manifest["slate_size"]:
+            raise DataError(file, "slate size does not match the manifest")
+        _check_records(records, items, file)
         loaded[name] = records
-    return PreparedDataset(path=path, manifest=manifest, items=ItemTable(features), splits=loaded)
+    return PreparedDataset(path=path, manifest=manifest, items=items, splits=loaded)
