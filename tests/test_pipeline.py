@@ -18,9 +18,9 @@ def test_main_job_runs_every_step_and_prints_the_table(tmp_path, capsys):
     ]  # fmt: skip
     assert main(args) == 0
     printed = capsys.readouterr().out
-    for name in ("| hsrl |", "| random |", "| greedy |", "| oracle |", "ground truth"):
+    for name in ("| hsrl |", "| hac |", "| supervised |", "| random |", "| greedy |", "| oracle |"):
         assert name in printed
-    assert "Transfer ratio of the learned simulator" in printed
+    assert "ground truth" in printed and "Transfer ratio of the learned simulator" in printed
     for folder in ("data", "simulator", "sid", "runs/hsrl_seed0"):
         assert (out / folder).is_dir()
     summary = json.loads((out / "results.json").read_text())
@@ -28,7 +28,9 @@ def test_main_job_runs_every_step_and_prints_the_table(tmp_path, capsys):
         (r["agent"], r["evaluation"]["simulator"] == "ground_truth") for r in summary["results"]
     }
     assert policies == {
-        (p, t) for p in ("hsrl", "random", "greedy", "oracle") for t in (False, True)
+        (p, t)
+        for p in ("hsrl", "hac", "supervised", "random", "greedy", "oracle")
+        for t in (False, True)
     }
     assert all(r["metrics"]["depth"]["n"] == 30 for r in summary["results"])
     # The transfer test ranks by the learned simulator while acting on the true users.

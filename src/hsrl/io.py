@@ -10,8 +10,11 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
 import os
+import re
 import shutil
+import sys
 import tempfile
 import zipfile
 from collections.abc import Iterator
@@ -44,11 +47,11 @@ def atomic_output_dir(out: str | Path, *, overwrite: bool = False) -> Iterator[P
     if out.exists() and not out.is_dir():
         raise HsrlError(f"{out}: exists and is not a folder")
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(out, "tmp"), dir=out.parent))
     try:
         yield tmp
         if out.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+            old = Path(tempfile.mkdtemp(prefix=temp_prefix(out, "old"), dir=out.parent))
             os.replace(out, old / "content")
             os.replace(tmp, out)
             shutil.rmtree(old, ignore_errors=True)
@@ -57,12 +60,53 @@ def atomic_output_dir(out: str | Path, *, overwrite: bool = False) -> Iterator[P
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    remove_stale_temporaries(out)
+
+
+def temp_prefix(out: str | Path, kind: str) -> str:
+    """Name prefix of a temporary sibling of ``out``: ``.NAME.KIND-PID-``. The writer's process
+    id in the name lets a later writer tell a temporary left by a killed process from one in
+    use (:func:`remove_stale_temporaries`)."""
+    return f".{Path(out).name}.{kind}-{os.getpid()}-"
+
+
+def remove_stale_temporaries(out: str | Path) -> list[Path]:
+    """Delete the temporary siblings of ``out`` left by killed writers (their process is gone),
+    saying so on stderr; returns what was removed."""
+    out = Path(out)
+    pattern = re.compile(rf"\.{re.escape(out.name)}\.(tmp|old|raw|replaced)-(\d+)(-.*)?")
+    removed = []
+    with contextlib.suppress(OSError):
+        for entry in out.parent.iterdir():
+            match = pattern.fullmatch(entry.name)
+            if match is None or _process_alive(int(match.group(2))):
+                continue
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                with contextlib.suppress(FileNotFoundError):
+                    entry.unlink()
+            removed.append(entry)
+            print(f"hsrl: removed {entry}, left by an interrupted earlier write", file=sys.stderr)
+    return removed
+
+
+def _process_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, OSError):
+        return True  # someone else's process, or not ours to judge: leave it
+    return True
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=temp_prefix(path, "tmp"), dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
@@ -71,10 +115,26 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+    remove_stale_temporaries(path)
+
+
+def json_text(obj: Any, **options: Any) -> str:
+    """Strict JSON: NaN and infinities (which strict parsers reject) become null."""
+    return json.dumps(_finite_or_null(obj), allow_nan=False, **options)
+
+
+def _finite_or_null(obj: Any) -> Any:
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {key: _finite_or_null(value) for key, value in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite_or_null(value) for value in obj]
+    return obj
 
 
 def write_json(path: str | Path, obj: Any) -> None:
-    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode())
+    atomic_write_bytes(path, (json_text(obj, indent=2, sort_keys=False) + "\n").encode())
 
 
 def read_json(path: str | Path) -> Any:
@@ -91,7 +151,7 @@ def save_arrays(path: str | Path, **arrays: np.ndarray) -> None:
     """Write arrays to an uncompressed ``.npz`` (fast to load), atomically."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", suffix=".npz", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=temp_prefix(path, "tmp"), suffix=".npz", dir=path.parent)
     os.close(fd)
     try:
         np.savez(tmp, **arrays)

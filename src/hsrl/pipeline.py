@@ -23,8 +23,9 @@ class PipelineConfig:
     out: str = "runs/main"
     seed: int = 0
     device: str = "cpu"
-    agents: tuple[str, ...] = ("hsrl",)
-    """Agents to train and compare (any of `hsrl train --agent`)."""
+    agents: tuple[str, ...] = ("hsrl", "hac", "supervised")
+    """Agents to train and compare (any of `hsrl train --agent`): by default HSRL beside the
+    reference method it extends (HAC) and the offline supervised baseline."""
     iterations: int = 3_000
     """Training iterations per agent."""
     simulator_epochs: int = 5

@@ -13,7 +13,6 @@ import dataclasses
 import math
 import os
 import shutil
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -31,6 +30,7 @@ from hsrl.agents import Action, Agent, Catalogue, EnvSpec, agent_class, agent_co
 from hsrl.config import from_dict, load_config, save_config, to_dict
 from hsrl.device import resolve_device
 from hsrl.errors import CheckpointError, ConfigError, HsrlError
+from hsrl.io import remove_stale_temporaries
 from hsrl.replay import Batch, ReplayBuffer
 from hsrl.runlog import RunLogger
 
@@ -546,15 +546,9 @@ def _stopped_before_first_checkpoint(run_dir: Path) -> bool:
 
 
 def _remove_stale_backups(run_dir: Path) -> None:
-    """Runs replaced by a killed ``--overwrite`` stay hidden beside the folder; once a run
-    there has finished they are no longer needed."""
-    for stale in run_dir.parent.glob(f".{run_dir.name}.replaced-*"):
-        if stale.is_dir():
-            shutil.rmtree(stale, ignore_errors=True)
-            print(
-                f"hsrl: removed {stale} (a run replaced by an interrupted --overwrite)",
-                file=sys.stderr,
-            )
+    """Runs replaced by a killed ``--overwrite`` stay hidden beside the folder (with the killed
+    process's id in the name); once a run there has finished they are no longer needed."""
+    remove_stale_temporaries(run_dir)
 
 
 def _check_finite_losses(record: dict[str, Any], run_dir: Path) -> None:

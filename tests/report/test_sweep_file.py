@@ -16,7 +16,15 @@ def folders(tmp_path: Path) -> Path:
     """Stand-ins for a prepared dataset (its manifest), a simulator and a SID folder."""
     data = tmp_path / "data"
     data.mkdir()
-    manifest = {"format_version": 1, "source": "builtin", "splits": {"train": {}, "test": {}}}
+    manifest = {
+        "format_version": 1,
+        "source": "builtin",
+        "num_items": 10,
+        "item_feature_dim": 4,
+        "slate_size": 9,
+        "history_length": 10,
+        "splits": {"train": {"records": 5}, "test": {"records": 5}},
+    }
     (data / "manifest.json").write_text(json.dumps(manifest))
     (data / "ground_truth.npz").write_bytes(b"")
     (tmp_path / "sim").mkdir()

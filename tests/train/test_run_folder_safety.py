@@ -4,6 +4,7 @@ names, and no NaN or inf taken from flags or settings (issue: attack hardening).
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -193,3 +194,47 @@ def test_an_unreadable_output_place_is_a_one_line_error(tiny_world, tmp_path, ca
         assert err.startswith("hsrl: error:") and "Permission denied" in err
     finally:
         parent.chmod(0o700)
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_temporaries_of_killed_writers_are_removed_and_reported(tmp_path, capsys):
+    from hsrl.io import atomic_output_dir, write_json
+
+    dead = _dead_pid()
+    stale = [
+        tmp_path / f".out.tmp-{dead}-abc",
+        tmp_path / f".out.raw-{dead}-x1",
+        tmp_path / f".last.pt.tmp-{dead}-q",
+    ]
+    for path in stale[:2]:
+        path.mkdir()
+        (path / "big").write_bytes(b"0" * 100)
+    stale[2].write_bytes(b"partial")
+    live = tmp_path / f".out.tmp-{os.getpid()}-mine"  # a writer still running: kept
+    live.mkdir()
+    other = tmp_path / ".unrelated.tmp-1-x"
+    other.mkdir()
+    with atomic_output_dir(tmp_path / "out") as tmp:
+        (tmp / "file").write_text("x")
+    write_json(tmp_path / "last.pt", {"ok": 1})
+    assert not any(path.exists() for path in stale)
+    assert live.exists() and other.exists() and (tmp_path / "out" / "file").exists()
+    err = capsys.readouterr().err
+    assert err.count("left by an interrupted earlier write") == 3
+
+
+def test_a_backup_left_by_a_killed_overwrite_is_removed_by_the_next_finished_run(
+    tiny_world, tmp_path, capsys
+):
+    run = tmp_path / "run"
+    backup = tmp_path / f".run.replaced-{_dead_pid()}"
+    backup.mkdir()
+    (backup / "config.json").write_text("{}")
+    assert main(train_args(tiny_world, run, iterations=2)) == 0
+    assert not backup.exists()
+    assert "interrupted earlier write" in capsys.readouterr().err

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from hsrl.cli._types import finite_float
 from hsrl.errors import ConfigError
+from hsrl.io import json_text
 
 
 def _fractions(text: str) -> tuple[float, ...]:
@@ -121,5 +121,5 @@ def _churn(args: argparse.Namespace) -> int:
         plots=not args.no_plots,
         progress=not args.json,
     )
-    print(json.dumps(result) if args.json else markdown_report(result))
+    print(json_text(result) if args.json else markdown_report(result))
     return 0

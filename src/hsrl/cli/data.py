@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from hsrl.data import SOURCES, prepare
 from hsrl.data.prepared import load_prepared
 from hsrl.data.summary import format_summary, summarize
+from hsrl.io import json_text
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -69,7 +69,7 @@ def _prepare(args: argparse.Namespace) -> int:
 def _info(args: argparse.Namespace) -> int:
     summary = summarize(load_prepared(args.path))
     if args.json:
-        print(json.dumps(summary))
+        print(json_text(summary))
     else:
         print(format_summary(summary))
     return 0

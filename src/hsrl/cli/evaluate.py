@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from hsrl.agents.reference import REFERENCE_POLICIES
 from hsrl.cli._types import finite_float, result_name
+from hsrl.io import json_text
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -105,7 +105,7 @@ def _evaluate(args: argparse.Namespace) -> int:
             layout=args.layout or "free",
             epsilon=args.epsilon,
         )
-        print(json.dumps(result) if args.json else format_result(result))
+        print(json_text(result) if args.json else format_result(result))
         return 0
     if args.data is not None:
         raise ConfigError(
@@ -142,5 +142,5 @@ def _evaluate(args: argparse.Namespace) -> int:
         f"{args.policy}{rank}_{target}_{result['evaluation']['split']}_seed{args.seed}"
     )
     write_json(Path(args.run) / "eval" / f"{name}.json", result)
-    print(json.dumps(result) if args.json else format_result(result))
+    print(json_text(result) if args.json else format_result(result))
     return 0

@@ -7,6 +7,8 @@ import json
 import sys
 from pathlib import Path
 
+from hsrl.io import json_text
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
@@ -77,7 +79,7 @@ def _report(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     if args.json:
-        print(json.dumps(json.loads((report.out / "report.json").read_text())))
+        print(json_text(json.loads((report.out / "report.json").read_text())))
         return 0
     runs = sum(len(g.runs) for g in report.groups)
     print(f"report of {runs} run(s) in {len(report.groups)} group(s): {report.out}")

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from hsrl.cli._types import finite_float
-from hsrl.io import read_json
+from hsrl.io import json_text, read_json
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -87,7 +86,7 @@ def _build(args: argparse.Namespace) -> int:
         max_points_per_centroid=args.max_points_per_centroid,
     )
     if args.json:
-        print(json.dumps(report))
+        print(json_text(report))
     else:
         print(format_report(report))
         print(f"wrote {args.out}")
@@ -115,7 +114,7 @@ def _info(args: argparse.Namespace) -> int:
         "changes": index.changes,
     }
     if args.json:
-        print(json.dumps({**info, "report": report}))
+        print(json_text({**info, "report": report}))
         return 0
     print(
         f"{args.path}: {index.num_live} live of {index.num_items} items, "

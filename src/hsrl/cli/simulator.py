@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from hsrl.cli._types import finite_float
+from hsrl.io import json_text
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -137,7 +137,7 @@ def _train(args: argparse.Namespace) -> int:
         log=log,
     )
     if args.json:
-        print(json.dumps(metrics))
+        print(json_text(metrics))
     return 0
 
 
@@ -161,7 +161,7 @@ def _fidelity(args: argparse.Namespace) -> int:
         write_json(args.out / "fidelity.json", report)
         atomic_write_bytes(args.out / "fidelity.md", (text + "\n").encode())
         plot_reliability(report, args.out / "reliability.png")
-    print(json.dumps(report) if args.json else text)
+    print(json_text(report) if args.json else text)
     return 0
 
 
@@ -181,7 +181,7 @@ def _info(args: argparse.Namespace) -> int:
     except Exception as exc:  # noqa: BLE001
         raise CheckpointError(f"simulator {args.path}: {exc}") from exc
     if args.json:
-        print(json.dumps(info))
+        print(json_text(info))
         return 0
     model = info["config"]["model"]
     data = info["dataset"]

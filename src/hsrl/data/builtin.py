@@ -44,7 +44,7 @@ import torch
 from hsrl.config import to_dict
 from hsrl.data.prepared import write_prepared
 from hsrl.errors import ConfigError, DataError, HsrlError
-from hsrl.io import atomic_output_dir, load_arrays, save_arrays
+from hsrl.io import atomic_output_dir, load_arrays, save_arrays, temp_prefix
 from hsrl.simulator.history import append_positive
 
 GROUND_TRUTH_VERSION = 1
@@ -1190,7 +1190,7 @@ def prepare_builtin(
     check_out(out, overwrite)
     out.parent.mkdir(parents=True, exist_ok=True)
     num_items = opts["num_items"] or None
-    with tempfile.TemporaryDirectory(prefix=f".{out.name}.raw-", dir=out.parent) as tmp:
+    with tempfile.TemporaryDirectory(prefix=temp_prefix(out, "raw"), dir=out.parent) as tmp:
         raw_dir = Path(tmp) / "raw"
         info = generate_raw(
             raw_dir,
