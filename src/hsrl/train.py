@@ -245,6 +245,7 @@ class Trainer:
     def checkpoint_state(self) -> dict[str, Any]:
         state = {
             "version": CHECKPOINT_VERSION,
+            "config": to_dict(self.parts.config),
             "iteration": self.iteration,
             "env_steps": self.env_steps,
             "agent": self.parts.agent.training_state(),
@@ -595,6 +596,7 @@ def resume(run_dir: str | Path, iterations: int, *, progress: bool = True) -> Pa
         parts = build_run(config)
         trainer = Trainer(parts, run_dir)
         state = load_checkpoint(run_dir / CHECKPOINT_DIR / LAST_CHECKPOINT, parts.device)
+        _check_unchanged_config(state, config, run_dir)
         try:
             trainer.load_checkpoint_state(state)
         except (KeyError, RuntimeError, ValueError) as exc:
@@ -606,6 +608,33 @@ def resume(run_dir: str | Path, iterations: int, *, progress: bool = True) -> Pa
         finally:
             trainer.close()
     return run_dir
+
+
+def _check_unchanged_config(state: Any, config: RunConfig, run_dir: Path) -> None:
+    """Resuming continues the run that was checkpointed: a config.json edited since is refused
+    (naming the first changed field), since the result would be neither run."""
+    saved = state.get("config") if isinstance(state, dict) else None
+    if not isinstance(saved, dict):
+        return  # a checkpoint written before configs were stored in it
+    now = to_dict(config)
+    changed = _first_difference(saved, now)
+    if changed is not None:
+        raise CheckpointError(
+            f"{run_dir / CONFIG_FILE}: {changed} differs from the config the checkpoint was "
+            "trained with; resume continues a run unchanged (start a new run for new settings)"
+        )
+
+
+def _first_difference(a: Any, b: Any, where: str = "") -> str | None:
+    if isinstance(a, dict) and isinstance(b, dict):
+        for key in sorted(set(a) | set(b)):
+            found = _first_difference(a.get(key), b.get(key), f"{where}.{key}" if where else key)
+            if found is not None:
+                return found
+        return None
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        a, b = list(a), list(b)
+    return None if a == b else (where or "the config")
 
 
 def load_agent(run_dir: str | Path, device: str | torch.device | None = None):

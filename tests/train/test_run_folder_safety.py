@@ -238,3 +238,26 @@ def test_a_backup_left_by_a_killed_overwrite_is_removed_by_the_next_finished_run
     assert main(train_args(tiny_world, run, iterations=2)) == 0
     assert not backup.exists()
     assert "interrupted earlier write" in capsys.readouterr().err
+
+
+def test_resume_refuses_a_config_edited_since_the_checkpoint(tiny_world, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(train_args(tiny_world, run, iterations=2)) == 0
+    before = (run / "checkpoints" / "last.pt").read_bytes()
+    config = json.loads((run / "config.json").read_text())
+    config["train"]["batch_size"] = 32
+    (run / "config.json").write_text(json.dumps(config))
+    capsys.readouterr()
+    assert main(["train", "--resume", str(run), "--iterations", "2", "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert "train.batch_size differs" in err and err.count("\n") == 1
+    assert (run / "checkpoints" / "last.pt").read_bytes() == before
+
+
+def test_resume_on_another_device_is_refused(tiny_world, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(train_args(tiny_world, run, iterations=2)) == 0
+    capsys.readouterr()
+    args = ["train", "--resume", str(run), "--iterations", "2", "--device", "cuda"]
+    assert main(args) == 1
+    assert "on its own device (cpu)" in capsys.readouterr().err

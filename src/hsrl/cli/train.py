@@ -107,6 +107,15 @@ def _train(args: argparse.Namespace) -> int:
             )
         if args.iterations is None:
             raise ConfigError("--resume needs --iterations N (how many more iterations)")
+        if args.device is not None:
+            from hsrl.train import load_run_config
+
+            saved = load_run_config(args.resume).device
+            if args.device != saved:
+                raise ConfigError(
+                    f"--resume continues the run on its own device ({saved}); drop --device "
+                    f"{args.device} (a checkpoint's random states belong to one device)"
+                )
         run_dir = resume(args.resume, args.iterations, progress=not args.no_progress)
         print(f"resumed {run_dir}")
         return 0
