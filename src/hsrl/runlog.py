@@ -51,3 +51,28 @@ def read_log(path: Path) -> list[dict[str, Any]]:
 
             raise DataError(path, "not a JSON object", line=number) from None
     return records
+
+
+def truncate_log(path: Path, last_iteration: int) -> int:
+    """Drop the lines of a JSONL run log after ``last_iteration`` (written by a run killed after
+    its last checkpoint, and about to be trained again by a resume), atomically; returns how
+    many were dropped. A last line cut short by a crash goes too."""
+    if not path.is_file():
+        return 0
+    from hsrl.io import atomic_write_bytes
+
+    kept, dropped = [], 0
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            record = json.loads(line)
+            iteration = int(record["iteration"])
+        except (ValueError, KeyError, TypeError):
+            dropped += 1
+            continue
+        if iteration <= last_iteration:
+            kept.append(line)
+        else:
+            dropped += 1
+    if dropped:
+        atomic_write_bytes(path, "".join(f"{line}\n" for line in kept).encode())
+    return dropped

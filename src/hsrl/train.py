@@ -32,7 +32,7 @@ from hsrl.device import resolve_device
 from hsrl.errors import CheckpointError, ConfigError, HsrlError
 from hsrl.io import remove_stale_temporaries
 from hsrl.replay import Batch, ReplayBuffer
-from hsrl.runlog import RunLogger
+from hsrl.runlog import RunLogger, truncate_log
 
 CONFIG_FILE = "config.json"
 CHECKPOINT_DIR = "checkpoints"
@@ -603,6 +603,7 @@ def resume(run_dir: str | Path, iterations: int, *, progress: bool = True) -> Pa
             raise CheckpointError(
                 f"{run_dir}: checkpoint does not match the run's config ({_short(exc)})"
             ) from exc
+        truncate_log(run_dir / "log.jsonl", trainer.iteration)
         try:
             trainer.run(trainer.iteration + iterations, progress=progress)
         finally:

@@ -261,3 +261,19 @@ def test_resume_on_another_device_is_refused(tiny_world, tmp_path, capsys):
     args = ["train", "--resume", str(run), "--iterations", "2", "--device", "cuda"]
     assert main(args) == 1
     assert "on its own device (cpu)" in capsys.readouterr().err
+
+
+def test_log_lines_past_the_last_checkpoint_are_not_repeated_after_resume(
+    tiny_world, tmp_path, capsys
+):
+    run = tmp_path / "run"
+    args = train_args(tiny_world, run, iterations=8) + ["--set", "train.checkpoint_every=100"]
+    assert main(args) == 0  # checkpoint at the end only: iteration 8
+    log = run / "log.jsonl"
+    lines = log.read_text().splitlines()
+    # As if killed after logging iterations 12 and 16 beyond the checkpoint, mid-line.
+    extra = [json.dumps({**json.loads(lines[-1]), "iteration": i}) for i in (12, 16)]
+    log.write_text("\n".join([*lines, *extra]) + '\n{"iteration": 2')
+    assert main(["train", "--resume", str(run), "--iterations", "8", "--no-progress"]) == 0
+    iterations = [json.loads(line)["iteration"] for line in log.read_text().splitlines()]
+    assert iterations == sorted(set(iterations)) and iterations[-1] == 16
