@@ -12,6 +12,7 @@ import contextlib
 import dataclasses
 import math
 import os
+import pickle
 import shutil
 import time
 from collections.abc import Iterator
@@ -574,11 +575,19 @@ def load_checkpoint(path: str | Path, device: torch.device) -> dict[str, Any]:
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint not found")
     try:
-        return torch.load(path, map_location=device, weights_only=True)
+        state = torch.load(path, map_location=device, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise CheckpointError(
+            f"{path}: not a valid hsrl checkpoint (it holds objects other than tensors and "
+            "plain containers; hsrl never unpickles those)"
+        ) from exc
     except Exception as exc:  # torch raises many types for damaged files
         raise CheckpointError(
-            f"{path}: not a readable checkpoint ({exc.__class__.__name__}: {exc})"
+            f"{path}: not a readable checkpoint ({exc.__class__.__name__}: {_short(exc)})"
         ) from exc
+    if not isinstance(state, dict) or "iteration" not in state or "agent" not in state:
+        raise CheckpointError(f"{path}: not an hsrl checkpoint (no iteration and agent state)")
+    return state
 
 
 def resume(run_dir: str | Path, iterations: int, *, progress: bool = True) -> Path:

@@ -277,3 +277,32 @@ def test_log_lines_past_the_last_checkpoint_are_not_repeated_after_resume(
     assert main(["train", "--resume", str(run), "--iterations", "8", "--no-progress"]) == 0
     iterations = [json.loads(line)["iteration"] for line in log.read_text().splitlines()]
     assert iterations == sorted(set(iterations)) and iterations[-1] == 16
+
+
+@pytest.mark.parametrize("payload", ["pickle", "list"])
+def test_a_checkpoint_that_is_not_ours_is_one_line_and_never_unpickled(
+    tiny_world, tmp_path, capsys, payload
+):
+    import torch
+
+    run = tmp_path / "run"
+    assert main(train_args(tiny_world, run, iterations=2)) == 0
+    ckpt = run / "checkpoints" / "last.pt"
+    marker = tmp_path / "unpickled"
+    if payload == "pickle":
+        torch.save({"iteration": 2, "agent": _Marker(str(marker))}, ckpt)
+    else:
+        torch.save([1, 2, 3], ckpt)
+    capsys.readouterr()
+    assert main(["evaluate", str(run), "--episodes", "3"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "checkpoint" in err and "weights_only" not in err
+    assert not marker.exists()
+
+
+class _Marker:
+    def __init__(self, path: str):
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
