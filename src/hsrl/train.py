@@ -91,6 +91,11 @@ class TrainSettings:
                 raise ValueError(f"{name} must be at least 1")
         if self.warmup < 0 or self.updates_per_iteration < 0:
             raise ValueError("warmup and updates_per_iteration must not be negative")
+        if self.replay_capacity < max(self.warmup, self.batch_size):
+            raise ValueError(
+                f"replay_capacity ({self.replay_capacity}) must hold the warm-up "
+                f"({self.warmup}) and one batch ({self.batch_size}), or learning never starts"
+            )
 
 
 @dataclass(frozen=True)

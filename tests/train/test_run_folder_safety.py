@@ -306,3 +306,10 @@ class _Marker:
 
     def __reduce__(self):
         return (open, (self.path, "w"))
+
+
+def test_a_replay_too_small_to_ever_learn_is_refused(tiny_world, tmp_path, capsys):
+    args = train_args(tiny_world, tmp_path / "run") + ["--set", "train.replay_capacity=1"]
+    assert main(args) == 1
+    assert "replay_capacity (1)" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
