@@ -93,3 +93,11 @@ def test_hsrl_main_reports_errors_in_one_line(tmp_path, capsys):
     assert code == 1
     err = capsys.readouterr().err
     assert err.startswith("hsrl: error: ") and "not a prepared dataset" in err
+
+
+def test_zero_kmeans_iterations_are_refused(tmp_path, rl4rs_dataset):
+    out = tmp_path / "sid"
+    args = ["sid", "build", "--data", str(rl4rs_dataset), "--out", str(out), "--max-iter", "0"]
+    with pytest.raises(ConfigError, match="--max-iter must be at least 1"):
+        run_cli(args)
+    assert not out.exists()

@@ -54,8 +54,10 @@ def build_sid_index(
     if not bool(torch.isfinite(features).all()):
         raise ConfigError("item features hold NaN or inf")
     check_vocabulary(levels, codes)
-    if max_iter < 0 or tol < 0 or max_points_per_centroid < 0:
-        raise ConfigError("--max-iter, --tol and --max-points-per-centroid must be >= 0")
+    if max_iter < 1:
+        raise ConfigError(f"--max-iter must be at least 1 (k-means iterations), got {max_iter}")
+    if tol < 0 or max_points_per_centroid < 0:
+        raise ConfigError("--tol and --max-points-per-centroid must be >= 0")
     if n_init is not None and n_init < 1:
         raise ConfigError("--n-init must be >= 1")
     n = features.shape[0] - 1
