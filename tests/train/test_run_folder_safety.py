@@ -313,3 +313,19 @@ def test_a_replay_too_small_to_ever_learn_is_refused(tiny_world, tmp_path, capsy
     assert main(args) == 1
     assert "replay_capacity (1)" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("value", ["-1", str(2**63), "1.5"])
+def test_seeds_outside_the_generators_range_are_usage_errors(value, capsys, tmp_path):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["data", "prepare", "builtin", "--out", str(tmp_path / "x"), "--seed", value])
+    assert exit_info.value.code == 2
+    assert "--seed" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
+
+
+def test_a_huge_builtin_option_is_refused_before_any_work(capsys, tmp_path):
+    args = ["data", "prepare", "builtin", "--out", str(tmp_path / "x")]
+    assert main([*args, "--option", "history_length=100000000000"]) == 1
+    assert "history_length: must be at most 10,000" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()

@@ -29,3 +29,17 @@ def result_name(text: str) -> str:
             "starting with a letter or digit, at most 200 characters; no path)"
         )
     return text
+
+
+SEED_LIMIT = 2**63
+
+
+def seed(text: str) -> int:
+    """A seed flag: a whole number in 0 .. 2^63 - 1 (what torch and NumPy generators take)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if not 0 <= value < SEED_LIMIT:
+        raise argparse.ArgumentTypeError(f"must be in 0 .. 2^63 - 1, got {text}")
+    return value

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from hsrl.cli._types import finite_float
+from hsrl.cli._types import finite_float, seed
 from hsrl.errors import ConfigError
 from hsrl.io import json_text
 
@@ -68,7 +68,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--ground-truth", action="store_true", help="evaluate on the built-in true user model"
     )
     p.add_argument("--split", help="users to evaluate on (default: test when the dataset has it)")
-    p.add_argument("--seed", type=int, default=0, help="evaluation seed")
+    p.add_argument("--seed", type=seed, default=0, help="evaluation seed")
     p.add_argument(
         "--churn-seeds",
         type=_seeds,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from hsrl.cli._types import seed
 from hsrl.data import SOURCES, prepare
 from hsrl.data.prepared import load_prepared
 from hsrl.data.summary import format_summary, summarize
@@ -24,7 +25,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("source", choices=SOURCES, help="which reader to use")
     p.add_argument("--raw", type=Path, help="folder with the raw files (not for builtin)")
     p.add_argument("--out", type=Path, required=True, help="prepared dataset folder to create")
-    p.add_argument("--seed", type=int, default=0, help="seed for generation and random splits")
+    p.add_argument("--seed", type=seed, default=0, help="seed for generation and random splits")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out folder")
     p.add_argument(
         "--option",

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from hsrl.agents.reference import REFERENCE_POLICIES
-from hsrl.cli._types import finite_float, result_name
+from hsrl.cli._types import finite_float, result_name, seed
 from hsrl.io import json_text
 
 
@@ -37,7 +37,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="evaluate on the built-in dataset's true user model",
     )
     p.add_argument("--split", help="users to evaluate on (default: test when the dataset has it)")
-    p.add_argument("--seed", type=int, default=0, help="evaluation seed")
+    p.add_argument("--seed", type=seed, default=0, help="evaluation seed")
     p.add_argument(
         "--policy",
         default="agent",

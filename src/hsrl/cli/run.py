@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from hsrl.cli._types import seed
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     from hsrl.pipeline import PipelineConfig
@@ -39,7 +41,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="evaluation episodes (default %(default)s)",
     )
     p.add_argument("--simulator-epochs", type=int, default=defaults.simulator_epochs)
-    p.add_argument("--seed", type=int, default=defaults.seed)
+    p.add_argument("--seed", type=seed, default=defaults.seed)
     p.add_argument("--device", default=defaults.device, help="cpu (default), cuda, cuda:N or auto")
     p.add_argument(
         "--option",

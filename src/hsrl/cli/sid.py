@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from hsrl.cli._types import finite_float
+from hsrl.cli._types import finite_float, seed
 from hsrl.io import json_text, read_json
 
 
@@ -31,7 +31,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=True,
         help="equal-size clusters at every level (default) or plain k-means (--no-balanced)",
     )
-    b.add_argument("--seed", type=int, default=0, help="seed of the k-means initialisation")
+    b.add_argument("--seed", type=seed, default=0, help="seed of the k-means initialisation")
     b.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")
     b.add_argument(
         "--backend",

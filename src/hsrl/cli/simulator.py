@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from hsrl.cli._types import finite_float
+from hsrl.cli._types import finite_float, seed
 from hsrl.io import json_text
 
 
@@ -29,7 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--lr", type=finite_float, default=1e-3, help="Adam learning rate (default 1e-3)"
     )
     t.add_argument("--l2", type=finite_float, default=3e-4, help="L2 coefficient (default 3e-4)")
-    t.add_argument("--seed", type=int, default=0, help="seed of initialisation and batch order")
+    t.add_argument("--seed", type=seed, default=0, help="seed of initialisation and batch order")
     t.add_argument(
         "--feature-dim", type=int, default=16, help="f: size of the user, item and intent vectors"
     )
@@ -77,7 +77,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="trained runs to add to the cross-evaluation",
     )
     f.add_argument("--episodes", type=int, default=1000, help="users per evaluation")
-    f.add_argument("--seed", type=int, default=0, help="evaluation seed")
+    f.add_argument("--seed", type=seed, default=0, help="evaluation seed")
     f.add_argument("--split", default="test", help="users to measure on (default test)")
     f.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")
     f.add_argument(

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from hsrl.agents import AGENTS
+from hsrl.cli._types import seed
 from hsrl.config import to_dict
 from hsrl.errors import ConfigError
 from hsrl.io import read_json
@@ -37,7 +38,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--iterations", type=int, help="iterations to train (more iterations with --resume)"
     )
-    p.add_argument("--seed", type=int)
+    p.add_argument("--seed", type=seed)
     p.add_argument("--device", help="cpu (default), cuda, cuda:N or auto")
     p.add_argument("--preset", choices=sorted(PRESETS), help="reference settings to start from")
     p.add_argument("--config", type=Path, help="JSON file of overrides (same shape as config.json)")

@@ -1163,6 +1163,16 @@ PREPARE_MINIMUM = {
 }
 
 
+# Upper bounds that keep a mistyped option from asking for petabytes.
+PREPARE_MAXIMUM = {
+    "num_users": 10_000_000,
+    "sessions_per_user": 1_000,
+    "max_pages_per_session": 1_000,
+    "num_items": 10_000_000,
+    "history_length": 10_000,
+}
+
+
 def prepare_builtin(
     raw: Path | None, out: Path, *, seed: int, overwrite: bool, options: Mapping[str, str]
 ) -> Path:
@@ -1186,6 +1196,9 @@ def prepare_builtin(
         raise ConfigError("--option val_percent: must be below 100")
     if opts["explore_percent"] > 100:
         raise ConfigError("--option explore_percent: must be at most 100")
+    for key, most in PREPARE_MAXIMUM.items():
+        if opts[key] > most:
+            raise ConfigError(f"--option {key}: must be at most {most:,}, got {opts[key]:,}")
     out = Path(out)
     check_out(out, overwrite)
     out.parent.mkdir(parents=True, exist_ok=True)
