@@ -145,6 +145,8 @@ def read_json(path: str | Path) -> Any:
         return json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise DataError(path, f"not valid JSON ({exc})") from exc
+    except RecursionError:
+        raise DataError(path, "JSON nested too deeply") from None
 
 
 def save_arrays(path: str | Path, **arrays: np.ndarray) -> None:

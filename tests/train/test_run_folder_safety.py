@@ -329,3 +329,11 @@ def test_a_huge_builtin_option_is_refused_before_any_work(capsys, tmp_path):
     assert main([*args, "--option", "history_length=100000000000"]) == 1
     assert "history_length: must be at most 10,000" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
+
+
+def test_a_deeply_nested_config_is_a_one_line_error(tiny_world, tmp_path, capsys):
+    config = tmp_path / "deep.json"
+    config.write_text('{"a": ' * 100_000 + "1" + "}" * 100_000)
+    assert main(train_args(tiny_world, tmp_path / "run") + ["--config", str(config)]) == 1
+    err = capsys.readouterr().err
+    assert "deep.json" in err and "nested too deeply" in err
