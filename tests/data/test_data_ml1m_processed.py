@@ -144,3 +144,32 @@ def test_bad_header_and_files(raw: Path, tmp_path: Path):
     with pytest.raises(DataError, match="items_meta.npy: file not found"):
         prepare_ml1m_processed(raw, out, seed=0, overwrite=False, options={})
     assert not out.exists()
+
+
+def _npy_with_shape(path: Path, shape: tuple[int, int]) -> None:
+    """A real 3 x 2 float .npy whose header claims ``shape`` (the header keeps its length)."""
+    np.save(path, np.ones((3, 2)))
+    raw = path.read_bytes()
+    claimed = raw.replace(b"'shape': (3, 2), }", f"'shape': {shape}, }}".encode())
+    end = claimed.index(b"\n")
+    extra = len(claimed) - len(raw)
+    path.write_bytes(claimed[: end - extra] + claimed[end:])
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda p: np.savez(p.with_suffix(".tmp.npz"), a=np.ones(3))
+         or p.with_suffix(".tmp.npz").rename(p), "a .npz archive, not a .npy array"),
+        (lambda p: np.save(p, np.ones((3, 2), dtype=np.complex64)), "not complex64"),
+        (lambda p: _npy_with_shape(p, (99999, 9999)), "the header claims shape (99999, 9999)"),
+        (lambda p: p.write_bytes(b"hello"), "not a .npy array file"),
+    ],
+)  # fmt: skip
+def test_meta_arrays_that_are_not_plain_real_npy_are_refused(tmp_path: Path, make, message):
+    from hsrl.data.ml1m_processed import load_meta
+
+    path = tmp_path / "users_meta.npy"
+    make(path)
+    with pytest.raises(DataError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        load_meta(path, "users")

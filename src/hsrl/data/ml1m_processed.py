@@ -74,6 +74,7 @@ _LIST_CONTENT[SPACE] = False
 def load_meta(path: Path, what: str) -> np.ndarray:
     """A 2-D finite numeric ``.npy`` array (never unpickled)."""
     check_file(path)
+    _check_npy_header(path)
     try:
         array = np.load(path, allow_pickle=False)
     except (ValueError, OSError, EOFError) as exc:
@@ -82,13 +83,42 @@ def load_meta(path: Path, what: str) -> np.ndarray:
         raise DataError(
             path, f"{what} must be a 2-D array (ids x features), got shape {array.shape}"
         )
-    if not (np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_):
-        raise DataError(path, f"{what} must hold numbers, not {array.dtype}")
+    if array.dtype.kind not in "biuf":
+        raise DataError(path, f"{what} must hold real numbers, not {array.dtype}")
     array = array.astype(np.float32)
     if not np.isfinite(array).all():
         row = int(np.flatnonzero(~np.isfinite(array).all(axis=1))[0])
         raise DataError(path, f"{what} row {row} holds NaN or inf")
     return array
+
+
+def _check_npy_header(path: Path) -> None:
+    """Refuse what is not a plain ``.npy`` file before loading it: an ``.npz`` archive under
+    a ``.npy`` name, or a header claiming more data than the file holds."""
+    with open(path, "rb") as handle:
+        start = handle.read(6)
+        if start[:2] == b"PK":
+            raise DataError(path, "a .npz archive, not a .npy array")
+        if start != b"\x93NUMPY":
+            raise DataError(path, "not a .npy array file")
+        handle.seek(0)
+        try:
+            version = np.lib.format.read_magic(handle)
+            read = (
+                np.lib.format.read_array_header_1_0
+                if version == (1, 0)
+                else np.lib.format.read_array_header_2_0
+            )
+            shape, _, dtype = read(handle)
+        except (ValueError, OSError, EOFError, SyntaxError) as exc:
+            raise DataError(path, f"not a readable .npy header ({exc})") from exc
+        data_start = handle.tell()
+    size = path.stat().st_size - data_start
+    needed = int(np.prod(shape, dtype=object)) * dtype.itemsize if dtype.itemsize else 0
+    if needed > size:
+        raise DataError(
+            path, f"the header claims shape {shape} ({needed:,} bytes) but the file holds {size:,}"
+        )
 
 
 # ============================================================================ tsv
