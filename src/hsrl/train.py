@@ -273,9 +273,12 @@ class Trainer:
             raise CheckpointError(f"checkpoint version {state.get('version')} is not supported")
         self.iteration = int(state["iteration"])
         self.env_steps = int(state["env_steps"])
+        if self.iteration < 0 or self.env_steps < 0:
+            raise ValueError("negative iteration or step count")
         self.parts.agent.load_training_state(state["agent"])
         self.close()  # captured graphs read the optimiser states just replaced
         self.buffer.load_state_dict(state["replay"])
+        self._check_replay()
         self.parts.env.load_state_dict(state["env"])
         self.obs = {k: v.to(self.parts.device) for k, v in state["obs"].items()}
         # Generator states are CPU byte tensors, whatever device the checkpoint was mapped to.
@@ -285,6 +288,25 @@ class Trainer:
         self.replay_generator.set_state(rng["replay"].cpu())
         if "cuda" in rng and torch.cuda.is_available():
             torch.cuda.set_rng_state_all([s.cpu() for s in rng["cuda"]])
+
+    def _check_replay(self) -> None:
+        """The restored transitions hold item ids of this catalogue, the env's slate shape and
+        finite numbers (a damaged checkpoint is refused, not trained on)."""
+        buffer, num_items = self.buffer, self.parts.env.num_items
+        if not (0 <= buffer.size <= buffer.capacity and 0 <= buffer.position < buffer.capacity):
+            raise ValueError("replay position or size out of range")
+        if buffer.size == 0:
+            return
+        stored = {name: t[: buffer.size] for name, t in buffer.storage.items()}
+        if stored["slate"].shape[1:] != (self.parts.env.slate_size,):
+            raise ValueError("replay slates have another slate size")
+        for name in ("slate", "history", "next_history"):
+            ids = stored[name]
+            if bool((ids < 0).any()) or bool((ids > num_items).any()):
+                raise ValueError(f"replay {name} holds item ids outside 0..{num_items}")
+        for name, values in stored.items():
+            if values.is_floating_point() and not bool(torch.isfinite(values).all()):
+                raise ValueError(f"replay {name} holds NaN or inf")
 
     def save_checkpoint(self) -> Path:
         from hsrl.io import atomic_write_bytes

@@ -337,3 +337,29 @@ def test_a_deeply_nested_config_is_a_one_line_error(tiny_world, tmp_path, capsys
     assert main(train_args(tiny_world, tmp_path / "run") + ["--config", str(config)]) == 1
     err = capsys.readouterr().err
     assert "deep.json" in err and "nested too deeply" in err
+
+
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda s: s.__setitem__("iteration", -5), "negative iteration"),
+        (lambda s: s["replay"]["storage"]["slate"].__setitem__((0, 0), 10**6), "slate holds"),
+        (lambda s: s["replay"]["storage"]["history"].__setitem__((0, 0), -3), "history holds"),
+        (lambda s: s["replay"]["storage"]["reward"].__setitem__(0, float("nan")), "reward"),
+    ],
+)
+def test_a_damaged_checkpoint_is_refused_on_resume(tiny_world, tmp_path, capsys, damage, message):
+    import torch
+
+    run = tmp_path / "run"
+    assert main(train_args(tiny_world, run, iterations=8)) == 0
+    ckpt = run / "checkpoints" / "last.pt"
+    state = torch.load(ckpt, weights_only=True)
+    damage(state)
+    torch.save(state, ckpt)
+    before = ckpt.read_bytes()
+    capsys.readouterr()
+    assert main(["train", "--resume", str(run), "--iterations", "2", "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+    assert ckpt.read_bytes() == before
