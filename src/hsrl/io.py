@@ -48,6 +48,7 @@ def atomic_output_dir(out: str | Path, *, overwrite: bool = False) -> Iterator[P
         raise HsrlError(f"{out}: exists and is not a folder")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(out, "tmp"), dir=out.parent))
+    os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700: follow the user's umask instead
     try:
         yield tmp
         if out.exists():
@@ -61,6 +62,13 @@ def atomic_output_dir(out: str | Path, *, overwrite: bool = False) -> Iterator[P
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     remove_stale_temporaries(out)
+
+
+def _umask() -> int:
+    """The process's umask (read by setting it and putting it back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def temp_prefix(out: str | Path, kind: str) -> str:
@@ -107,6 +115,7 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=temp_prefix(path, "tmp"), dir=path.parent)
+    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600: follow the user's umask instead
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
@@ -155,6 +164,7 @@ def save_arrays(path: str | Path, **arrays: np.ndarray) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=temp_prefix(path, "tmp"), suffix=".npz", dir=path.parent)
     os.close(fd)
+    os.chmod(tmp, 0o666 & ~_umask())
     try:
         np.savez(tmp, **arrays)
         os.replace(tmp, path)

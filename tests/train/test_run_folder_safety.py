@@ -363,3 +363,23 @@ def test_a_damaged_checkpoint_is_refused_on_resume(tiny_world, tmp_path, capsys,
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
     assert ckpt.read_bytes() == before
+
+
+@pytest.mark.parametrize(
+    "mask, folder_mode, file_mode", [(0o022, 0o755, 0o644), (0o077, 0o700, 0o600)]
+)
+def test_outputs_follow_the_umask(tmp_path, mask, folder_mode, file_mode):
+    import numpy as np
+
+    from hsrl.io import atomic_output_dir, save_arrays, write_json
+
+    old = os.umask(mask)
+    try:
+        with atomic_output_dir(tmp_path / "out") as tmp:
+            write_json(tmp / "a.json", {"x": 1})
+            save_arrays(tmp / "b.npz", x=np.ones(2))
+    finally:
+        os.umask(old)
+    assert (tmp_path / "out").stat().st_mode & 0o777 == folder_mode
+    assert (tmp_path / "out" / "a.json").stat().st_mode & 0o777 == file_mode
+    assert (tmp_path / "out" / "b.npz").stat().st_mode & 0o777 == file_mode
