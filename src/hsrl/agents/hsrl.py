@@ -201,6 +201,7 @@ class HSRLAgent(Agent):
             )
             # The item critic's slot term: a click-logit offset per slot of the slate.
             self.item_slot_bias = nn.Parameter(torch.zeros(spec.slate_size))
+        self._reward_of_clicks: torch.Tensor | None = None  # r(c), for critic assembly
         self.target = freeze(nn.ModuleDict({k: copy.deepcopy(m) for k, m in online.items()}))
         # The online networks in the same order as the targets (not registered twice).
         self.__dict__["_online"] = nn.ModuleDict(online)
@@ -301,7 +302,7 @@ class HSRLAgent(Agent):
         """``slate_assembly='critic'``: the policy's candidate slates, the critic's choice."""
         if self.reward_fn is None:
             raise ConfigError("slate_assembly 'critic' needs the env's reward function")
-        if getattr(self, "_reward_of_clicks", None) is None:
+        if self._reward_of_clicks is None:
             self._reward_of_clicks = count_reward(
                 self.reward_fn, self.spec.slate_size, scores.device
             )

@@ -121,17 +121,20 @@ class HierarchicalPolicy(nn.Module):
         """:meth:`path_contexts` of every item of the SID tree at once, one context per prefix:
         state (B, d) -> (B, N + 1, L + 1, d); items that are not live get prefix 0's."""
         b = state.shape[0]
-        prefix = state.unsqueeze(1)  # (B, 1, d): the empty prefix
-        out = [prefix[:, paths.item_prefix[0]]]
-        for level in range(self.levels):
-            if level + 1 < self.levels:
-                parent, last = paths.parent[level + 1], paths.last_token[level + 1]
-                prefix = self._step(level, prefix[:, parent], last.expand(b, -1))
-                out.append(prefix[:, paths.item_prefix[level + 1]])
-            else:
-                ends = prefix[:, paths.item_prefix[level]]
-                out.append(self._step(level, ends, paths.item_token[level].expand(b, -1)))
+        prefixes = self._prefix_contexts(state, paths)
+        out = [prefix[:, paths.item_prefix[level]] for level, prefix in enumerate(prefixes)]
+        last = self.levels - 1
+        out.append(self._step(last, out[-1], paths.item_token[last].expand(b, -1)))
         return torch.stack(out, dim=2)
+
+    def _prefix_contexts(self, state: torch.Tensor, paths: PrefixPaths) -> list[torch.Tensor]:
+        """The context of every distinct SID prefix of length 0..L - 1: (B, P_l, d) each."""
+        b = state.shape[0]
+        contexts = [state.unsqueeze(1)]  # (B, 1, d): the empty prefix
+        for level in range(self.levels - 1):
+            parent, last = paths.parent[level + 1], paths.last_token[level + 1]
+            contexts.append(self._step(level, contexts[-1][:, parent], last.expand(b, -1)))
+        return contexts
 
     def tree_item_log_probs(
         self, state: torch.Tensor, paths: PrefixPaths, live: torch.Tensor
@@ -141,17 +144,12 @@ class HierarchicalPolicy(nn.Module):
         One context per existing prefix and user: the cost grows with the number of distinct
         prefixes (at most N per level), not with V^L. Returns (B, N + 1), -inf where not live.
         """
-        b = state.shape[0]
-        context = state.unsqueeze(1)  # (B, 1, d): the empty prefix
-        total = state.new_zeros(b, paths.item_prefix[0].shape[0])  # (B, N + 1)
-        for level in range(self.levels):
+        total = state.new_zeros(state.shape[0], paths.item_prefix[0].shape[0])  # (B, N + 1)
+        for level, context in enumerate(self._prefix_contexts(state, paths)):
             logp = self._level_log_probs(level, context)  # (B, P_l, V)
             prefix = paths.item_prefix[level]  # (N + 1,) prefix id of each item at level l
             token = paths.item_token[level]  # (N + 1,)
             total = total + logp[:, prefix, token]
-            if level + 1 < self.levels:
-                parent, last = paths.parent[level + 1], paths.last_token[level + 1]
-                context = self._step(level, context[:, parent], last.expand(b, -1))
         total = total.masked_fill(~live, float("-inf"))
         return torch.log_softmax(total, dim=-1)
 
