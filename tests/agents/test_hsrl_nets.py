@@ -427,6 +427,10 @@ def test_item_critic_learns_clicks_and_pulls_the_policy_towards_them():
         HSRLConfig(item_critic_coef=-1.0)
     with pytest.raises(ValueError, match="item_critic_coef"):
         HSRLConfig(item_critic_coef=1.0, per_slot=True)
+    with pytest.raises(ValueError, match="item_critic_lr"):
+        HSRLConfig(item_critic_lr=0.0)
+    with pytest.raises(ValueError, match="item_critic_hidden"):
+        HSRLConfig(item_critic_hidden=(64, 0))
 
 
 def test_critic_assembly_shows_the_candidate_of_highest_expected_reward():

@@ -137,8 +137,12 @@ class HSRLConfig:
             raise ValueError(f"behavior_coef must not be negative, got {self.behavior_coef}")
         if self.item_critic_coef < 0:
             raise ValueError(f"item_critic_coef must not be negative, got {self.item_critic_coef}")
-        if self.item_critic_temperature <= 0:
-            raise ValueError("item_critic_temperature must be positive")
+        if not self.item_critic_temperature > 0 or not self.item_critic_lr > 0:
+            raise ValueError("item_critic_temperature and item_critic_lr must be positive")
+        if any(size < 1 for size in self.item_critic_hidden):
+            raise ValueError(
+                f"item_critic_hidden sizes must be at least 1: {self.item_critic_hidden}"
+            )
         if self.slate_assembly not in ("top", "critic"):
             raise ValueError(
                 f"slate_assembly must be 'top' or 'critic', got {self.slate_assembly!r}"
