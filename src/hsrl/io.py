@@ -25,6 +25,15 @@ import numpy as np
 
 from hsrl.errors import DataError, HsrlError
 
+try:  # POSIX: advisory locks that end with the process holding them
+    import fcntl
+except ImportError:  # pragma: no cover - not POSIX: nothing is locked
+    fcntl = None  # type: ignore[assignment]
+
+# Lock files this process holds (resolved paths), so that a reentrant take (a command that
+# locks its output and then writes it through atomic_output_dir) does not lock itself out.
+_HELD_LOCKS: set[Path] = set()
+
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
     digest = hashlib.sha256()
@@ -35,33 +44,91 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
 
 
 @contextlib.contextmanager
+def file_lock(
+    path: str | Path, what: str | Path, *, reentrant: bool = False, remove: bool = False
+) -> Iterator[None]:
+    """Hold an exclusive lock on the lock file ``path`` or fail at once, naming ``what``.
+
+    The lock is the kernel's (``flock``): it ends with the process holding it, so a lock left
+    by a killed process is taken over by the next one, and the file itself is harmless. A
+    second take in the same process fails too, unless ``reentrant`` (then it is a no-op while
+    the first holds). With ``remove`` the file is deleted on release; a taker that locked a
+    file deleted meanwhile sees it and takes the new one. Without ``fcntl`` (not POSIX)
+    nothing is locked.
+    """
+    path = Path(path)
+    key = path.resolve()
+    if fcntl is None or (reentrant and key in _HELD_LOCKS):
+        yield
+        return
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666 & ~_umask())
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            raise HsrlError(
+                f"{what}: in use by another hsrl process (its lock {path} is held)"
+            ) from None
+        try:
+            current = os.stat(path).st_ino
+        except FileNotFoundError:
+            current = None
+        if current == os.fstat(fd).st_ino:
+            break
+        os.close(fd)  # the holder before us removed this file on release: take the new one
+    try:
+        _HELD_LOCKS.add(key)
+        try:
+            yield
+        finally:
+            _HELD_LOCKS.discard(key)
+            if remove:
+                with contextlib.suppress(OSError):
+                    path.unlink()
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock
+
+
+def output_lock(
+    out: str | Path, *, reentrant: bool = False
+) -> contextlib.AbstractContextManager[None]:
+    """Lock the output folder ``out`` for this writer (:func:`file_lock` on ``.NAME.lock``
+    beside it, so that ``out`` need not exist yet, removed again on release); a second writer
+    fails at once."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    return file_lock(out.parent / f".{out.name}.lock", out, reentrant=reentrant, remove=True)
+
+
+@contextlib.contextmanager
 def atomic_output_dir(out: str | Path, *, overwrite: bool = False) -> Iterator[Path]:
     """Yield a temporary folder that becomes ``out`` only if the block succeeds.
 
     An existing ``out`` is an error unless ``overwrite`` is set; then it is replaced only after
-    the new content is complete.
+    the new content is complete. ``out`` is locked while the block runs (:func:`output_lock`).
     """
     out = Path(out)
     if out.exists() and not overwrite:
         raise HsrlError(f"{out}: already exists (choose another --out or pass --overwrite)")
     if out.exists() and not out.is_dir():
         raise HsrlError(f"{out}: exists and is not a folder")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(out, "tmp"), dir=out.parent))
-    os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700: follow the user's umask instead
-    try:
-        yield tmp
-        if out.exists():
-            old = Path(tempfile.mkdtemp(prefix=temp_prefix(out, "old"), dir=out.parent))
-            os.replace(out, old / "content")
-            os.replace(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    remove_stale_temporaries(out)
+    with output_lock(out, reentrant=True):
+        tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(out, "tmp"), dir=out.parent))
+        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700: follow the user's umask instead
+        try:
+            yield tmp
+            if out.exists():
+                old = Path(tempfile.mkdtemp(prefix=temp_prefix(out, "old"), dir=out.parent))
+                os.replace(out, old / "content")
+                os.replace(tmp, out)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                os.replace(tmp, out)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        remove_stale_temporaries(out)
 
 
 def _umask() -> int:

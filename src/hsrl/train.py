@@ -15,23 +15,17 @@ import os
 import pickle
 import shutil
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
-try:
-    import fcntl
-except ImportError:  # not POSIX: run folders are not locked
-    fcntl = None  # type: ignore[assignment]
-
 from hsrl.agents import Action, Agent, Catalogue, EnvSpec, agent_class, agent_config, build_agent
 from hsrl.config import from_dict, load_config, save_config, to_dict
 from hsrl.device import resolve_device
 from hsrl.errors import CheckpointError, ConfigError, HsrlError
-from hsrl.io import remove_stale_temporaries
+from hsrl.io import file_lock, remove_stale_temporaries
 from hsrl.replay import Batch, ReplayBuffer
 from hsrl.runlog import RunLogger, truncate_log
 
@@ -544,28 +538,10 @@ def train(
 LOCK_FILE = ".lock"
 
 
-@contextlib.contextmanager
-def run_lock(folder: Path) -> Iterator[None]:
-    """Hold an exclusive lock on ``folder`` (its ``.lock`` file) or fail at once.
-
-    The lock is the kernel's (``flock``): it ends with the process holding it, so a lock left by
-    a killed run is taken over by the next one. Without ``fcntl`` (not POSIX) nothing is locked.
-    """
-    if fcntl is None:
-        yield
-        return
-    path = folder / LOCK_FILE
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            raise HsrlError(
-                f"{folder}: in use by another hsrl process (its lock {path} is held)"
-            ) from None
-        yield
-    finally:
-        os.close(fd)  # closing the descriptor releases the lock
+def run_lock(folder: Path) -> contextlib.AbstractContextManager[None]:
+    """Hold an exclusive lock on the run ``folder`` (its ``.lock`` file) or fail at once; a
+    lock left by a killed run is taken over by the next one (:func:`hsrl.io.file_lock`)."""
+    return file_lock(folder / LOCK_FILE, folder)
 
 
 def _stopped_before_first_checkpoint(run_dir: Path) -> bool:

@@ -14,6 +14,7 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from hsrl import __version__
 from hsrl.errors import HsrlError
@@ -71,7 +72,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         torch.set_num_threads(args.threads)
     try:
-        return int(args.func(args) or 0)
+        return _run_locked(args)
     except HsrlError as exc:
         print(f"hsrl: error: {exc}", file=sys.stderr)
         return 1
@@ -93,6 +94,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 70
+
+
+def _run_locked(args: argparse.Namespace) -> int:
+    """Run the command holding the lock of the folder it creates (``--out``), so that a second
+    writer of the same folder fails at once; ``train`` locks its run folder itself."""
+    out = getattr(args, "out", None)
+    if not isinstance(out, Path) or args.command == "train":
+        return int(args.func(args) or 0)
+    from hsrl.io import output_lock
+
+    with output_lock(out):
+        return int(args.func(args) or 0)
 
 
 def _debug(args: argparse.Namespace) -> bool:
