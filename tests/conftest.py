@@ -16,6 +16,27 @@ def pytest_configure(config: pytest.Config) -> None:
     import torch
 
     torch.set_num_threads(1)
+    config.addinivalue_line(
+        "markers", "internal_error: the test expects the CLI's internal-error handler to run"
+    )
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.get_closest_marker("internal_error") is None:
+            item.fixturenames.append("_no_internal_error")
+
+
+@pytest.fixture
+def _no_internal_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No bad input may reach the CLI's internal-error handler: every test that makes it run
+    fails, unless it is marked ``internal_error`` (the tests of the handler itself)."""
+    import hsrl.cli
+
+    def fail(exc: Exception) -> int:
+        raise AssertionError(f"the CLI's internal-error handler was reached: {exc!r}") from exc
+
+    monkeypatch.setattr(hsrl.cli, "_internal_error", fail)
 
 
 RL4RS_FILES = ("item_info.csv", "rl4rs_b_train.csv", "rl4rs_b_test.csv")

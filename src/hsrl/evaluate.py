@@ -27,6 +27,10 @@ class Policy(Protocol):
     def act(self, obs: dict[str, torch.Tensor], *, explore: bool, generator: Any) -> Any: ...
 
 
+MAX_EPISODES = 10_000_000
+"""Most episodes one evaluation runs (a bound against a mistyped count)."""
+
+
 @dataclass(frozen=True)
 class EvalSettings:
     episodes: int = 1000
@@ -40,6 +44,11 @@ class EvalSettings:
     def __post_init__(self) -> None:
         if self.episodes < 1 or self.cohort_size < 1 or self.max_steps < 1:
             raise ConfigError("episodes, cohort size and max steps must be at least 1")
+        if self.episodes > MAX_EPISODES:
+            raise ConfigError(
+                f"episodes: at most {MAX_EPISODES:,}, got {self.episodes:,} (the 95% interval "
+                "of a mean is already about 0.1% of its spread at a million)"
+            )
 
 
 @torch.no_grad()

@@ -45,6 +45,9 @@ from typing import Any
 from hsrl.errors import ConfigError, HsrlError
 
 SWEEP_FILE = "sweep.json"
+MAX_SEEDS = 10_000
+MAX_TRIALS = 100_000
+"""Bounds against a mistyped count: a sweep this large is a mistake, not a plan."""
 BOOKKEEPING = "_sweep"
 CHECKPOINT = Path("checkpoints") / "last.pt"
 
@@ -248,11 +251,15 @@ class _Checker:
             raise self.fail(where, f"expected a non-empty string, got {value!r}")
         return value
 
-    def integer(self, where: str, value: Any, minimum: int | None = None) -> int:
+    def integer(
+        self, where: str, value: Any, minimum: int | None = None, maximum: int | None = None
+    ) -> int:
         if isinstance(value, bool) or not isinstance(value, int):
             raise self.fail(where, f"expected an integer, got {value!r}")
         if minimum is not None and value < minimum:
             raise self.fail(where, f"must be at least {minimum}, got {value}")
+        if maximum is not None and value > maximum:
+            raise self.fail(where, f"must be at most {maximum:,}, got {value:,}")
         return value
 
     def boolean(self, where: str, value: Any) -> bool:
@@ -385,7 +392,7 @@ def parse_sweep(
     if seeds_raw is None:
         raise check.fail("seeds", "missing: a list of seeds, or a count (e.g. 5 for seeds 0-4)")
     if isinstance(seeds_raw, int) and not isinstance(seeds_raw, bool):
-        seeds = tuple(range(check.integer("seeds", seeds_raw, minimum=1)))
+        seeds = tuple(range(check.integer("seeds", seeds_raw, minimum=1, maximum=MAX_SEEDS)))
     elif isinstance(seeds_raw, list) and seeds_raw:
         seeds = tuple(check.integer(f"seeds[{i}]", s, minimum=0) for i, s in enumerate(seeds_raw))
         if len(set(seeds)) != len(seeds):
@@ -474,6 +481,8 @@ def parse_sweep(
 def _parse_evaluation(
     check: _Checker, raw: Any, base_dir: Path, cli: dict[str, Any]
 ) -> EvaluationSpec:
+    from hsrl.evaluate import MAX_EPISODES
+
     raw = check.keys("evaluation", raw, _EVAL_KEYS)
     episodes = cli.get("episodes", raw.get("episodes", 1000))
     simulators = raw.get("simulators", {})
@@ -489,7 +498,7 @@ def _parse_evaluation(
         resolved[label] = str((base_dir / Path(folder).expanduser()).resolve())
     policies = raw.get("policies", ["agent"])
     evaluation = EvaluationSpec(
-        episodes=check.integer("evaluation.episodes", episodes, minimum=1),
+        episodes=check.integer("evaluation.episodes", episodes, minimum=1, maximum=MAX_EPISODES),
         seed=check.integer("evaluation.seed", raw.get("seed", 0), minimum=0),
         split=check.string("evaluation.split", raw.get("split"), optional=True),
         simulator=check.boolean("evaluation.simulator", raw.get("simulator", True)),
@@ -623,6 +632,11 @@ def expand(spec: SweepSpec) -> list[Trial]:
                         spec, config, splits, reference_done, where=f"trial {name}"
                     )
                     trials.append(Trial(name, agent, seed, variant, overrides, config, evaluations))
+                    if len(trials) > MAX_TRIALS:
+                        raise ConfigError(
+                            f"{spec.source}: more than {MAX_TRIALS:,} trials (seeds x agents x "
+                            "configurations x grid points); split the sweep"
+                        )
     duplicates = sorted(n for n, count in Counter(t.name for t in trials).items() if count > 1)
     if duplicates:
         raise ConfigError(

@@ -223,6 +223,8 @@ BAD_CASES = [
         2,
     ),
     ("ratings.dat", "", "the file is empty", 1),
+    ("ratings.dat", "1::1::5::100\n1::2::4::1" + "0" * 30 + "\n", "Timestamp", 2),
+    ("ratings.dat", "1::1::5::100\n1::2::4::-5\n", "Timestamp", 2),
     ("users.dat", "1::X::1::10::48067\n", "Gender 'X' is not F or M", 1),
     ("users.dat", "1::F::1::10::1\n2::M::30::1::2\n", "Age '30' is not one of the buckets", 2),
     ("users.dat", "1::F::1::10::1\n2::M::18::21::2\n", "Occupation '21' is not in 0..20", 2),

@@ -390,6 +390,27 @@ CASES = [
     ),
     Case("NaN item feature", ITEMS, "NaN or infinite", 7, _item_line(7, 1, ",".join(["nan"] * 40))),
     Case(
+        "item feature beyond float32 (not blamed on the records)",
+        ITEMS,
+        "column item_vec: a value beyond the float32 range",
+        8,
+        _item_line(8, 1, ",".join(["1e39"] * 40)),
+    ),
+    Case(
+        "price beyond float32",
+        ITEMS,
+        "column price: a value beyond the float32 range",
+        9,
+        _item_line(9, 2, "-5e38"),
+    ),
+    Case(
+        "huge location",
+        ITEMS,
+        "must be below 2^53",
+        10,
+        _item_line(10, 3, "1" + "0" * 30),
+    ),
+    Case(
         "item table header",
         ITEMS,
         "unexpected header",

@@ -161,6 +161,8 @@ def test_evaluations_per_trial_and_references_once(folders: Path):
         ({"agents": []}, "agents: expected a non-empty list"),
         ({"seeds": "3"}, "seeds: expected a non-empty list of integers or a count"),
         ({"seeds": [0, 0]}, "seeds: lists a seed twice"),
+        ({"seeds": 10**9}, "seeds: must be at most 10,000, got 1,000,000,000"),
+        ({"evaluation": {"episodes": 10**12}}, "evaluation.episodes: must be at most 10,000,000"),
         ({"grid": {}}, "grid: expected a non-empty mapping"),
         ({"grid": {"train.batch_size": []}}, "grid.train.batch_size: expected a non-empty list"),
         ({"grid": {"seed": [1, 2]}}, "grid.seed: 'seed' is set by the sweep's 'seeds' field"),

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from test_train_cli import train_args
@@ -166,6 +167,7 @@ def test_training_that_diverges_stops_with_a_clear_error(tiny_world, tmp_path, c
             assert all(v == v for k, v in record.items() if k.startswith("loss/"))
 
 
+@pytest.mark.internal_error
 def test_an_internal_error_is_one_line_and_debug_shows_the_traceback(monkeypatch, capsys):
     import hsrl.cli.data as data_cli
 
@@ -383,3 +385,69 @@ def test_outputs_follow_the_umask(tmp_path, mask, folder_mode, file_mode):
     assert (tmp_path / "out").stat().st_mode & 0o777 == folder_mode
     assert (tmp_path / "out" / "a.json").stat().st_mode & 0o777 == file_mode
     assert (tmp_path / "out" / "b.npz").stat().st_mode & 0o777 == file_mode
+
+
+def test_evaluate_bounds_the_episode_count(tiny_world, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(train_args(tiny_world, run, iterations=2)) == 0
+    capsys.readouterr()
+    assert main(["evaluate", str(run), "--episodes", str(10**12)]) == 1
+    err = capsys.readouterr().err
+    assert "episodes: at most 10,000,000" in err and err.count("\n") == 1
+    assert not (run / "eval").exists()
+
+
+def test_a_full_disk_is_one_line_and_leaves_the_old_output(tmp_path, capsys, monkeypatch):
+    import errno
+
+    import hsrl.data.prepared as prepared
+
+    out = tmp_path / "data"
+    args = ["data", "prepare", "builtin", "--out", str(out), "--option", "num_users=20"]
+    assert main(args) == 0
+    before = (out / "manifest.json").read_bytes()
+    capsys.readouterr()
+
+    def full(*_args, **_kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(out / "x.npz"))
+
+    monkeypatch.setattr(prepared, "save_arrays", full)
+    assert main(args + ["--overwrite", "--seed", "4"]) == 1
+    err = capsys.readouterr().err
+    assert err == f"hsrl: error: {out / 'x.npz'}: No space left on device\n"
+    assert (out / "manifest.json").read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["data"]  # no temporary left behind
+
+
+@pytest.mark.skipif(
+    not hasattr(os, "geteuid") or os.geteuid() != 0, reason="needs root to act as nobody"
+)
+def test_permission_denied_as_an_unprivileged_user_is_one_line(capsys):
+    # Root ignores file modes, so the command runs with the effective user "nobody" (set back
+    # afterwards). The first run, as root, imports everything the command needs.
+    import pwd
+    import shutil
+    import tempfile
+
+    nobody = pwd.getpwnam("nobody").pw_uid
+    root = Path(tempfile.mkdtemp(prefix="hsrl-perm-"))  # pytest's tmp_path is root-only
+    try:
+        os.chmod(root, 0o755)
+        args = ["data", "prepare", "builtin", "--option", "num_users=20", "--out"]
+        assert main([*args, str(root / "warm")]) == 0
+        locked = root / "locked"
+        locked.mkdir()
+        os.chmod(locked, 0o555)  # nobody may read it but not write into it
+        capsys.readouterr()
+        os.seteuid(nobody)
+        try:
+            code = main([*args, str(locked / "data")])
+        finally:
+            os.seteuid(0)
+        err = capsys.readouterr().err
+        assert code == 1
+        assert err.startswith("hsrl: error: ") and "Permission denied" in err
+        assert err.count("\n") == 1 and str(locked) in err
+        assert not any(locked.iterdir())
+    finally:
+        shutil.rmtree(root, ignore_errors=True)

@@ -88,12 +88,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:
         if _debug(args):
             raise
-        print(
-            f"hsrl: internal error ({exc.__class__.__name__}: {_first_line(exc)}); please "
-            "report it, with the command; --debug shows the traceback",
-            file=sys.stderr,
-        )
-        return 70
+        return _internal_error(exc)
+
+
+def _internal_error(exc: Exception) -> int:
+    """A bug, not a bad input: one line asking for a report (the test suite fails any test
+    that gets here unless it expects it)."""
+    print(
+        f"hsrl: internal error ({exc.__class__.__name__}: {_first_line(exc)}); please "
+        "report it, with the command; --debug shows the traceback",
+        file=sys.stderr,
+    )
+    return 70
 
 
 def _run_locked(args: argparse.Namespace) -> int:

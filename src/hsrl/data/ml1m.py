@@ -41,6 +41,8 @@ import torch
 from hsrl.data.prepared import ItemTable, Records, records_from_numpy, write_prepared
 from hsrl.data.textscan import (
     COMMA,
+    INT64_MAX,
+    INT64_MIN,
     NL,
     SPACE,
     check_file,
@@ -119,6 +121,11 @@ def read_ratings(path: Path) -> np.ndarray:
     if values is None or values.size != 4 * lines:
         fail(first_bad_line(text, ends, np.full(lines, 4), np.int64), "not an integer")
     ratings = values.reshape(lines, 4)  # (R, 4)
+    # The parser saturates at the int64 limits: a value there was out of range in the file.
+    if (
+        i := first_index(((ratings == INT64_MAX) | (ratings == INT64_MIN)).any(axis=1))
+    ) is not None:
+        fail(i, "a value outside the 64-bit integer range")
     bad = (ratings[:, :2] < 1).any(axis=1) | (ratings[:, 2] < 1) | (ratings[:, 2] > 5)
     bad |= ratings[:, 3] < 0
     if (i := first_index(bad)) is not None:
@@ -149,6 +156,9 @@ def _check_rating_line(path: Path, raw: bytes, line: int) -> None:
         if not value.isascii() or not value.lstrip("-").isdigit():
             raise DataError(path, f"{name} {field!r} is not an integer", line)
     user, movie, rating, stamp = (int(f) for f in fields)
+    for name, value in zip(names, (user, movie, rating, stamp)):
+        if not INT64_MIN < value < INT64_MAX:
+            raise DataError(path, f"{name} {value} is outside the 64-bit integer range", line)
     if user < 1 or movie < 1:
         raise DataError(path, "UserID and MovieID must be positive", line)
     if not 1 <= rating <= 5:

@@ -134,9 +134,18 @@ def read_item_table(path: Path) -> tuple[ItemTable, dict[str, np.ndarray]]:
     table = values.reshape(lines, width)  # (N, 44): id, 40 features, price, location, special
     if (i := first_index(~np.isfinite(table).all(axis=1))) is not None:
         raise fail(i, "NaN or infinite value")
+    # Features and price are stored as float32: a value beyond its range would become inf.
+    beyond = np.abs(table[:, 1 : ITEM_DIM + 2]) > np.finfo(np.float32).max
+    if (i := first_index(beyond.any(axis=1))) is not None:
+        column = "item_vec" if beyond[i, :ITEM_DIM].any() else "price"
+        raise DataError(
+            path, f"column {column}: a value beyond the float32 range (|x| > 3.4e38)", i + 2
+        )
     integral = table[:, [0, ITEM_DIM + 2, ITEM_DIM + 3]]
     if (i := first_index((integral != np.round(integral)).any(axis=1))) is not None:
         raise fail(i, "item_id, location and special_item must be integers")
+    if (i := first_index((np.abs(integral) > 2**53).any(axis=1))) is not None:
+        raise DataError(path, "item_id, location and special_item must be below 2^53", i + 2)
     ids = table[:, 0].astype(np.int64)
     if (i := first_index((ids < 1) | (ids > lines))) is not None:
         raise DataError(
