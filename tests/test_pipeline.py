@@ -37,6 +37,11 @@ def test_main_job_runs_every_step_and_prints_the_table(tmp_path, capsys):
     assert summary["transfer"]["evaluation"]["ranker"].endswith("simulator")
     assert summary["transfer"]["evaluation"]["simulator"] == "ground_truth"
     assert summary["transfer_ratio"] > 0
+    # Pictures from the default install, beside results.md.
+    for png in ("learning_curves.png", "comparison.png", "reliability.png"):
+        assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert str(out / png) in summary["plots"]
+    assert 0.5 <= summary["fidelity"]["auc"] <= 1 and "rank_correlation" in summary["fidelity"]
     # The main job's world logs a share of pages with a randomised layout, so its simulator
     # has a position term.
     sim_config = json.loads((out / "simulator" / "config.json").read_text())

@@ -158,10 +158,44 @@ def run_pipeline(config: PipelineConfig, *, progress: bool = True) -> dict[str, 
         "transfer": transfer,
         "transfer_ratio": round(ratio, 4),
     }
+    summary["fidelity"], summary["plots"] = _plots(out, results, data_dir, sim_dir, config)
     write_json(out / "results.json", summary)
     (out / "results.md").write_text(table + "\n", encoding="utf-8")
     print(table)
+    print("Plots: " + ", ".join(str(p) for p in summary["plots"]))
     return summary
+
+
+def _plots(
+    out: Path,
+    results: list[dict[str, Any]],
+    data_dir: Path,
+    sim_dir: Path,
+    config: PipelineConfig,
+) -> tuple[dict[str, Any], list[str]]:
+    """The main job's pictures beside results.md: learning curves of the trained agents, every
+    policy on both columns, and the simulator's reliability; returns the simulator's fidelity
+    summary (AUC and ceiling, calibration error, rank correlation) and the files written."""
+    from hsrl.report import (
+        group_runs,
+        plot_learning_curves,
+        plot_policy_comparison,
+        read_run,
+    )
+    from hsrl.simulator.fidelity import plot_reliability, response_fidelity
+
+    files = []
+    runs = [read_run(out / "runs" / f"{agent}_seed{config.seed}")[0] for agent in config.agents]
+    runs = [run for run in runs if run is not None]
+    if runs and plot_learning_curves(group_runs(runs), out / "learning_curves.png"):
+        files.append(out / "learning_curves.png")
+    if plot_policy_comparison(results, out / "comparison.png"):
+        files.append(out / "comparison.png")
+    fidelity = response_fidelity(data_dir, sim_dir, device=config.device)
+    if plot_reliability(fidelity, out / "reliability.png") is not None:
+        files.append(out / "reliability.png")
+    keys = ("auc", "auc_ceiling", "expected_calibration_error", "rank_correlation")
+    return {key: fidelity[key] for key in keys}, [str(f) for f in files]
 
 
 def transfer_line(transfer: dict[str, Any], truth_greedy: dict[str, Any], ratio: float) -> str:

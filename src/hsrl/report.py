@@ -1152,6 +1152,48 @@ def plot_final_metrics(
     return True
 
 
+def plot_policy_comparison(results: Sequence[dict[str, Any]], path: Path, dpi: int = 150) -> bool:
+    """Total reward of every policy on the learned simulator and on the true users, side by
+    side, with the 95% interval over evaluated users; False if there is nothing to draw.
+
+    ``results`` are evaluation results (``hsrl evaluate --json``); a result whose
+    ``evaluation.simulator`` is "ground_truth" goes to the true-user bar.
+    """
+    plt = require_matplotlib()
+    table: dict[str, dict[str, dict[str, float]]] = {}
+    for result in results:
+        where = "truth" if result["evaluation"]["simulator"] == "ground_truth" else "sim"
+        table.setdefault(result["agent"], {})[where] = result["metrics"]["total_reward"]
+    if not table:
+        return False
+    names = list(table)
+    columns = (("sim", "learned simulator"), ("truth", "true users"))
+    width = 0.38
+    with plt.rc_context(_STYLE):
+        fig, ax = plt.subplots(
+            figsize=(max(6.0, 1.1 * len(names) + 2), 4.6), constrained_layout=True
+        )
+        for offset, ((key, label), color) in zip((-width / 2, width / 2), zip(columns, _colors(2))):
+            xs, means, errors = [], [], [[], []]
+            for i, name in enumerate(names):
+                stats = table[name].get(key)
+                if stats is None or not _finite(stats.get("mean")):
+                    continue
+                xs.append(i + offset)
+                means.append(stats["mean"])
+                low, high = stats.get("ci95_low"), stats.get("ci95_high")
+                errors[0].append(stats["mean"] - low if _finite(low) else 0.0)
+                errors[1].append(high - stats["mean"] if _finite(high) else 0.0)
+            ax.bar(xs, means, width, yerr=errors, capsize=3, color=color, label=label)
+        ax.set_xticks(range(len(names)), names)
+        ax.set_ylabel(METRIC_LABELS["total_reward"])
+        ax.set_title("Every policy on the learned simulator and on the true users")
+        ax.legend(frameon=False, title="error bars: 95% interval over users", title_fontsize=8)
+        _save(fig, path, dpi)
+        plt.close(fig)
+    return True
+
+
 def _save(fig, path: Path, dpi: int) -> None:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=dpi)
@@ -1302,6 +1344,7 @@ __all__ = [
     "plot_final_metrics",
     "plot_diagnostics",
     "plot_learning_curves",
+    "plot_policy_comparison",
     "pool_summaries",
     "read_run",
     "rows_csv",
