@@ -275,6 +275,10 @@ class RecEnv:
             ),
         }
 
+    def profile_bounds(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-column minimum and maximum (P,) of the profiles new users are drawn from."""
+        return self._pool_profile.amin(dim=0), self._pool_profile.amax(dim=0)
+
     def action_spec(self) -> TensorSpec:
         return TensorSpec(
             (self.num_users, self.slate_size), torch.long, self.device, 1, self.num_items
