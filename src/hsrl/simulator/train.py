@@ -19,11 +19,12 @@ logits once.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -266,6 +267,26 @@ def _json_number(x: float) -> float | None:
     return None if isinstance(x, float) and not math.isfinite(x) else x
 
 
+@contextlib.contextmanager
+def _deterministic_on_cpu(device: torch.device) -> Iterator[None]:
+    """On the CPU, torch's deterministic algorithms while the block runs (then the caller's
+    setting again). With more than one intra-op thread, the default backward of the history
+    gathers adds in a varying order, so one seed gave different simulators from run to run;
+    the deterministic kernels are no slower (docs/simulator.md, "Same seed, same simulator").
+    CUDA keeps its defaults (deterministic cuBLAS needs a workspace setting made before the
+    process starts)."""
+    if device.type != "cpu":
+        yield
+        return
+    before = torch.are_deterministic_algorithms_enabled()
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    torch.use_deterministic_algorithms(True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(before, warn_only=warn_only)
+
+
 def train_simulator(
     dataset_dir: str | Path,
     out: str | Path,
@@ -318,7 +339,7 @@ def train_simulator(
         if model_config.position == "slot":
             check_position_identifiable(train.slate, dataset.items.num_items, dataset_dir)
         fork_devices = [device] if device.type == "cuda" else []
-        with torch.random.fork_rng(devices=fork_devices):
+        with torch.random.fork_rng(devices=fork_devices), _deterministic_on_cpu(device):
             torch.manual_seed(config.seed)
             order_rng = torch.Generator().manual_seed(config.seed)
             model = UserResponseModel(model_config, dataset.items.features).to(device)
