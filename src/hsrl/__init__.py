@@ -8,17 +8,20 @@ shared ``train`` / ``evaluate`` / ``report`` machinery; ``cli`` is a thin layer 
 
 __version__ = "0.1.0"
 
+GYMNASIUM_ENV_ID = "hsrl/SlateRec-v0"
+"""The Gymnasium id of the recommendation env (``hsrl.simulator.gymnasium_env``)."""
+
 
 def _register_gymnasium_envs() -> None:
-    """``hsrl/SlateRec-v0`` for ``gymnasium.make`` and ``make_vec``, when Gymnasium is installed
+    """:data:`GYMNASIUM_ENV_ID` for ``gymnasium.make`` and ``make_vec``, when Gymnasium is installed
     (by name only: the env module, and torch, load when an env is made)."""
     try:
         import gymnasium
     except ImportError:
         return
-    if "hsrl/SlateRec-v0" not in gymnasium.registry:
+    if GYMNASIUM_ENV_ID not in gymnasium.registry:
         gymnasium.register(
-            id="hsrl/SlateRec-v0",
+            id=GYMNASIUM_ENV_ID,
             entry_point="hsrl.simulator.gymnasium_env:SlateRecEnv",
             vector_entry_point="hsrl.simulator.gymnasium_env:SlateRecVectorEnv",
         )

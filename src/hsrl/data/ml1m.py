@@ -56,6 +56,7 @@ from hsrl.data.textscan import (
     ranges_index,
     read_bytes,
     reader_options,
+    saturated,
     split_lines,
 )
 from hsrl.errors import ConfigError, DataError
@@ -121,10 +122,7 @@ def read_ratings(path: Path) -> np.ndarray:
     if values is None or values.size != 4 * lines:
         fail(first_bad_line(text, ends, np.full(lines, 4), np.int64), "not an integer")
     ratings = values.reshape(lines, 4)  # (R, 4)
-    # The parser saturates at the int64 limits: a value there was out of range in the file.
-    if (
-        i := first_index(((ratings == INT64_MAX) | (ratings == INT64_MIN)).any(axis=1))
-    ) is not None:
+    if (i := first_index(saturated(ratings).any(axis=1))) is not None:
         fail(i, "a value outside the 64-bit integer range")
     bad = (ratings[:, :2] < 1).any(axis=1) | (ratings[:, 2] < 1) | (ratings[:, 2] > 5)
     bad |= ratings[:, 3] < 0

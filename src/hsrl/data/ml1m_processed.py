@@ -25,8 +25,6 @@ import torch
 from hsrl.data.prepared import ItemTable, Records, records_from_numpy, write_prepared
 from hsrl.data.textscan import (
     COMMA,
-    INT64_MAX,
-    INT64_MIN,
     SPACE,
     TAB,
     check_file,
@@ -41,6 +39,7 @@ from hsrl.data.textscan import (
     read_bytes,
     reader_options,
     row_of,
+    saturated,
     split_lines,
 )
 from hsrl.errors import DataError
@@ -183,7 +182,7 @@ def read_split(
         if values is None or values.size != lines:
             stops = np.cumsum(cell_end[:, c] - cell_start[:, c] + 1) - 1
             where.fail(first_bad_line(text, stops, np.ones(lines, np.int64), np.int64), "integer")
-        if (i := first_index((values == INT64_MAX) | (values == INT64_MIN))) is not None:
+        if (i := first_index(saturated(values))) is not None:
             where.fail(i, f"column {name}: outside the 64-bit integer range")
         scalars[name] = values
 

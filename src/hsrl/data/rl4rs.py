@@ -38,8 +38,6 @@ from hsrl.data.prepared import ItemTable, Records, records_from_numpy, write_pre
 from hsrl.data.textscan import (
     AT,
     COMMA,
-    INT64_MAX,
-    INT64_MIN,
     NL,
     SEMI,
     SPACE,
@@ -62,6 +60,7 @@ from hsrl.data.textscan import (
     read_bytes,
     reader_options,
     row_of,
+    saturated,
     split_lines,
 )
 from hsrl.errors import DataError
@@ -317,7 +316,7 @@ class _RecordScanner:
         history = ints[ranges_index(offset + 3 + 2 * SLATE_SIZE, hist_len)]  # ragged
         history_row = row_of(hist_len)
 
-        extreme = (ints == INT64_MAX) | (ints == INT64_MIN)
+        extreme = saturated(ints)
         if extreme.any():
             token = int(np.flatnonzero(extreme)[0])
             self._fail(int(np.searchsorted(offset, token, side="right")) - 1, "integer overflow")

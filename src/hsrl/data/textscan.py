@@ -111,6 +111,12 @@ def row_of(lengths: np.ndarray) -> np.ndarray:
     return np.repeat(np.arange(len(lengths), dtype=np.int64), lengths)
 
 
+def saturated(values: np.ndarray) -> np.ndarray:
+    """Where int64 parsing hit its limits: :func:`parse_numbers` saturates a number outside
+    the 64-bit range there instead of failing, so those values were out of range in the file."""
+    return (values == INT64_MAX) | (values == INT64_MIN)
+
+
 def parse_numbers(data: np.ndarray | bytes, dtype: type = np.float64) -> np.ndarray | None:
     """All ``,``-separated numbers of ``data``, or ``None`` if any token is not a number.
 

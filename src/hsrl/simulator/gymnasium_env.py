@@ -1,6 +1,6 @@
 """Gymnasium faces of the recommendation environment (needs the ``gymnasium`` package).
 
-One environment id, :data:`ENV_ID`, is registered when ``hsrl`` is imported and Gymnasium is
+One environment id, :data:`hsrl.GYMNASIUM_ENV_ID`, is registered when ``hsrl`` is imported and Gymnasium is
 installed (``hsrl/__init__.py``), with two entry points:
 
 - ``gymnasium.make("hsrl/SlateRec-v0", data=DIR, simulator=DIR)`` (or ``ground_truth=True``)
@@ -28,8 +28,6 @@ from gymnasium.vector import AutoresetMode
 
 from hsrl.errors import ConfigError
 from hsrl.simulator.env import EnvConfig, RecEnv, make_env
-
-ENV_ID = "hsrl/SlateRec-v0"
 
 
 def _make_rec_env(
@@ -107,20 +105,14 @@ class SlateRecEnv(gym.Env):
                 f"action: shape {tuple(slate.shape)}, expected ({self._env.slate_size},) item ids"
             )
         obs, reward, terminated, truncated, info = self._env.step(slate.unsqueeze(0))
-        done = bool(terminated[0] or truncated[0])
-        if done:  # the batched env already replaced the user; Gymnasium wants the last view
+        ended, cut = bool(terminated[0]), bool(truncated[0])
+        if ended or cut:  # the batched env already replaced the user; Gymnasium wants the last view
             obs = info["final_observation"]
         extra = {
             "response": info["response"][0].cpu().numpy(),
             "click_probability": info["click_probability"][0].cpu().numpy(),
         }
-        return (
-            self._numpy(obs),
-            float(reward[0]),
-            bool(terminated[0]),
-            bool(truncated[0]),
-            extra,
-        )
+        return self._numpy(obs), float(reward[0]), ended, cut, extra
 
     @staticmethod
     def _numpy(obs: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
