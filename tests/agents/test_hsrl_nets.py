@@ -129,6 +129,34 @@ def test_state_encoder_handles_empty_histories_and_is_causal_over_padding():
     assert torch.allclose(enc(other, torch.zeros(2, 3), features), state, atol=1e-6)
 
 
+@pytest.mark.parametrize("hidden", [0, 7])
+def test_state_encoder_adds_the_profile_through_a_linear_map_or_an_mlp(hidden):
+    torch.manual_seed(6)
+    features = torch.randn(11, 6)
+    features[0] = 0
+    config = StateEncoderConfig(
+        dim=DIM, heads=2, dropout=0.0, use_profile=True, profile_hidden=hidden
+    )
+    enc = StateEncoder(config, 6, 5, 3).eval()
+    blind = StateEncoder(StateEncoderConfig(dim=DIM, heads=2, dropout=0.0), 6, 5, 3).eval()
+    blind.load_state_dict(enc.state_dict(), strict=False)
+    history = torch.tensor([[0, 0, 1, 2, 3], [0, 0, 1, 2, 3]])
+    profile = torch.tensor([[0.0, 1.0, 2.0], [3.0, 0.0, 1.0]])
+    state = enc(history, profile, features)
+    # The state is the history's state plus the profile term, which follows the config.
+    term = state - blind(history, profile, features)
+    if hidden:
+        first, _, last = enc.profile_proj
+        assert first.out_features == hidden
+        expected = last(torch.relu(first(profile)))
+    else:
+        expected = enc.profile_proj(profile)
+    assert torch.allclose(term, expected, atol=1e-5)
+    assert not torch.allclose(state[0], state[1])  # same history, other profiles
+    with pytest.raises(ValueError, match="profile_hidden"):
+        StateEncoderConfig(profile_hidden=-1)
+
+
 def make_agent(config: HSRLConfig, num_items: int = 10, slate: int = 2) -> HSRLAgent:
     features = torch.randn(num_items + 1, 6)
     features[0] = 0

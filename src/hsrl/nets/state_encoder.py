@@ -28,6 +28,9 @@ class StateEncoderConfig:
     dropout: float = 0.1
     use_profile: bool = False
     """Add a projection of the user profile to the state (the reference ignores the profile)."""
+    profile_hidden: int = 0
+    """With ``use_profile``: 0 = a linear projection of the profile; H > 0 = an MLP with one
+    hidden layer of H ReLU units (as the response model's profile encoder)."""
 
     def __post_init__(self) -> None:
         if self.dim < 1 or self.layers < 1 or self.heads < 1 or self.feedforward < 1:
@@ -36,6 +39,8 @@ class StateEncoderConfig:
             raise ValueError(f"encoder heads ({self.heads}) must divide dim ({self.dim})")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError("encoder dropout must be in [0, 1)")
+        if self.profile_hidden < 0:
+            raise ValueError("encoder profile_hidden must be 0 (linear) or positive")
 
 
 def sequence_dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
@@ -102,7 +107,15 @@ class StateEncoder(nn.Module):
         )
         causal = torch.ones(history_length, history_length, dtype=torch.bool).tril()
         self.register_buffer("causal", causal, persistent=False)
-        self.profile_proj = nn.Linear(profile_dim, d) if config.use_profile else None
+        self.profile_proj: nn.Module | None = None
+        if config.use_profile and config.profile_hidden:
+            self.profile_proj = nn.Sequential(
+                nn.Linear(profile_dim, config.profile_hidden),
+                nn.ReLU(),
+                nn.Linear(config.profile_hidden, d),
+            )
+        elif config.use_profile:
+            self.profile_proj = nn.Linear(profile_dim, d)
 
     @property
     def dim(self) -> int:
