@@ -222,19 +222,24 @@ class Trainer:
         self.act: Any = self._act_eagerly
         self.update: Any = parts.agent.update
         self.graphs: list[Any] = []
+        # Offline agents learn from the logged records only; agents that use logged data beside
+        # their replay get a logged batch with every replay batch.
+        self.offline = bool(getattr(parts.agent, "offline", False))
+        self.logged = None
+        if self.offline or parts.agent.uses_logged_data:
+            from hsrl.data.prepared import load_prepared
+
+            split = cfg.env.split
+            self.logged = load_prepared(cfg.data, splits=[split]).split(split).to(device)
         if device.type == "cuda" and self.settings.cuda_graphs:
             from hsrl.graphed import GraphedAct, GraphedUpdate, graphs_supported
 
             if graphs_supported():
                 self.act = GraphedAct(parts.agent, self.act_generator)
-                self.update = GraphedUpdate(parts.agent)
-                self.graphs = [self.act, self.update]
-        self.logged = None
-        if getattr(parts.agent, "offline", False):
-            from hsrl.data.prepared import load_prepared
-
-            split = cfg.env.split
-            self.logged = load_prepared(cfg.data, splits=[split]).split(split).to(device)
+                self.graphs = [self.act]
+                if self.logged is None:  # updates with a logged batch stay eager
+                    self.update = GraphedUpdate(parts.agent)
+                    self.graphs.append(self.update)
 
     def close(self) -> None:
         """Release captured CUDA graphs (and the memory they hold); later steps capture anew."""
@@ -319,7 +324,7 @@ class Trainer:
 
     # one iteration
     def step(self) -> dict[str, torch.Tensor]:
-        if self.logged is not None:
+        if self.offline:
             return self.offline_step()
         transition = self.env_step(self.act_for_users())
         self.buffer.push(transition)
@@ -366,16 +371,19 @@ class Trainer:
         metrics: dict[str, torch.Tensor] = {}
         if len(self.buffer) >= max(self.settings.warmup, 1):
             for _ in range(self.settings.updates_per_iteration):
-                metrics = self.update(
-                    self.buffer.sample(self.settings.batch_size, self.replay_generator)
-                )
+                batch = self.buffer.sample(self.settings.batch_size, self.replay_generator)
+                if self.logged is None:
+                    metrics = self.update(batch)
+                else:
+                    metrics = self.update(batch, logged=self.logged_batch())
         return metrics
 
     def _act_eagerly(self, obs: dict[str, torch.Tensor]) -> Action:
         return self.parts.agent.act(obs, explore=True, generator=self.act_generator)
 
-    def offline_step(self) -> dict[str, torch.Tensor]:
-        """Offline agents learn from the logged records only; the environment is not stepped."""
+    def logged_batch(self) -> Batch:
+        """A batch of the dataset's logged records (reward, terminated, next_* and action are
+        zeros), drawn with the replay generator (so resumed runs draw the same batches)."""
         logged = self.logged
         index = torch.randint(
             0,
@@ -386,19 +394,21 @@ class Trainer:
         ).to(self.parts.device)
         n = index.shape[0]
         zeros = torch.zeros(n, device=self.parts.device)
-        metrics = self.update(
-            Batch(
-                user_profile=logged.user_profile[index],
-                history=logged.history[index],
-                slate=logged.slate[index],
-                response=logged.response[index],
-                reward=zeros,
-                terminated=zeros,
-                next_user_profile=logged.user_profile[index],
-                next_history=logged.history[index],
-                action=zeros[:, None],
-            )
+        return Batch(
+            user_profile=logged.user_profile[index],
+            history=logged.history[index],
+            slate=logged.slate[index],
+            response=logged.response[index],
+            reward=zeros,
+            terminated=zeros,
+            next_user_profile=logged.user_profile[index],
+            next_history=logged.history[index],
+            action=zeros[:, None],
         )
+
+    def offline_step(self) -> dict[str, torch.Tensor]:
+        """Offline agents learn from the logged records only; the environment is not stepped."""
+        metrics = self.update(self.logged_batch())
         self.iteration += 1
         return metrics
 

@@ -6,6 +6,7 @@ agent goes through the same shared training loop, checkpoints and evaluation.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -158,3 +159,30 @@ def test_an_invalid_slate_in_training_raises_before_any_checkpoint(tiny_world, t
         trainer.run(10, progress=False)
     assert trainer.iteration == 5  # the first log window
     assert not (run_dir / "checkpoints").exists()
+
+
+def test_hsrl_with_logged_data_learns_from_logged_batches_and_resumes_exactly(tiny_world, tmp_path):
+    def config(iterations: int, logged_coef: float) -> RunConfig:
+        base = tiny_config(tiny_world, "hsrl", iterations)
+        agent = {**base.agent_config, "item_critic_coef": 1.0, "logged_coef": logged_coef}
+        return RunConfig(**{**base.__dict__, "agent_config": agent})
+
+    straight = train(config(16, 1.0), tmp_path / "straight", progress=False)
+    split = train(config(8, 1.0), tmp_path / "split", progress=False)
+    resume(split, 8, progress=False)
+    assert_same_params(params(straight), params(split))
+    logged = [json.loads(line) for line in (straight / "log.jsonl").read_text().splitlines()]
+    assert any("loss/item_critic_logged" in line for line in logged)
+    # The logged batches change what the item critic learns.
+    without = train(config(16, 0.0), tmp_path / "without", progress=False)
+    key = next(k for k in params(straight) if k.startswith("item_critic."))
+    assert not torch.equal(params(straight)[key], params(without)[key])
+
+
+def test_logged_coef_needs_the_item_critic():
+    from hsrl.agents.hsrl import HSRLConfig
+
+    with pytest.raises(ValueError, match="logged_coef needs the item critic"):
+        HSRLConfig(logged_coef=1.0)
+    with pytest.raises(ValueError, match="logged_coef must not be negative"):
+        HSRLConfig(item_critic_coef=1.0, logged_coef=-1.0)

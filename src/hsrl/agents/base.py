@@ -87,6 +87,13 @@ class Agent(nn.Module):
         """One gradient step; returns detached scalar tensors to log (no host sync here)."""
         raise NotImplementedError
 
+    @property
+    def uses_logged_data(self) -> bool:
+        """An online agent that also learns from the dataset's logged records: the trainer then
+        calls ``update(batch, logged=...)`` with a batch of logged slates and responses (reward,
+        terminated, next_* and action zeros) beside every replay batch."""
+        return False
+
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {}
 

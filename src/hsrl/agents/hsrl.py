@@ -88,6 +88,11 @@ class HSRLConfig:
     item_critic_hidden: tuple[int, ...] = (64,)
     """Hidden sizes of the item critic's value MLP (no dropout)."""
     item_critic_lr: float = 1e-3
+    logged_coef: float = 0.0
+    """Weight of the item critic's binary cross-entropy on a batch of the dataset's logged
+    records (slates and responses), drawn beside every replay batch (0: none, as in the
+    reference). The logs cover the catalogue more broadly than the agent's own replay and hold
+    the logged users' responses. Needs the item critic."""
     slate_assembly: str = "top"
     """How a slate is made from the item distribution. 'top': its K most likely items (sampled
     without replacement while exploring; SPEC 6.3). 'critic' (needs the item critic): the
@@ -147,6 +152,10 @@ class HSRLConfig:
             raise ValueError(
                 f"slate_assembly must be 'top' or 'critic', got {self.slate_assembly!r}"
             )
+        if not self.logged_coef >= 0:
+            raise ValueError(f"logged_coef must not be negative, got {self.logged_coef}")
+        if self.logged_coef and not self.item_critic_coef:
+            raise ValueError("logged_coef needs the item critic (item_critic_coef > 0)")
         if self.slate_assembly == "critic" and not self.item_critic_coef:
             raise ValueError("slate_assembly 'critic' needs the item critic (item_critic_coef > 0)")
         if self.item_critic_coef and (self.per_slot or self.decoding == "beam"):
@@ -224,6 +233,10 @@ class HSRLAgent(Agent):
                 lr=config.item_critic_lr,
                 weight_decay=config.weight_decay,
             )
+
+    @property
+    def uses_logged_data(self) -> bool:
+        return bool(self.config.logged_coef)
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         optimizers = {"actor": self.actor_optimizer, "critic": self.critic_optimizer}
@@ -359,7 +372,7 @@ class HSRLAgent(Agent):
         return Action(found.items, found.sid.flatten(1))
 
     # --- learning ---------------------------------------------------------------------------
-    def update(self, batch: Batch) -> dict[str, torch.Tensor]:
+    def update(self, batch: Batch, logged: Batch | None = None) -> dict[str, torch.Tensor]:
         cfg = self.config
         obs = {"history": batch.history, "user_profile": batch.user_profile}
         next_obs = {"history": batch.next_history, "user_profile": batch.next_user_profile}
@@ -416,11 +429,14 @@ class HSRLAgent(Agent):
         if shown is not None and cfg.behavior_coef:
             behavior_loss = self._behavior_loss(shown, batch.response)
             actor_loss = actor_loss + cfg.behavior_coef * behavior_loss
-        item_critic_loss = item_pull = None
+        item_critic_loss = item_pull = logged_loss = None
         if self.item_critic is not None:
             item_critic_loss, item_pull = self._item_critic_losses(state, tokens, batch, item_logp)
             actor_loss = actor_loss + cfg.item_critic_coef * item_pull
             critic_loss_total = critic_loss + item_critic_loss
+            if logged is not None and cfg.logged_coef:
+                logged_loss = self._logged_item_critic_loss(logged)
+                critic_loss_total = critic_loss_total + cfg.logged_coef * logged_loss
         else:
             critic_loss_total = critic_loss
 
@@ -444,6 +460,8 @@ class HSRLAgent(Agent):
         }
         if behavior_loss is not None:
             metrics["loss/behavior"] = behavior_loss.detach()
+        if logged_loss is not None:
+            metrics["loss/item_critic_logged"] = logged_loss.detach()
         if item_critic_loss is not None:
             metrics["loss/item_critic"] = item_critic_loss.detach()
             metrics["loss/item_pull"] = item_pull.detach()
@@ -480,6 +498,16 @@ class HSRLAgent(Agent):
         logp = torch.where(torch.isfinite(item_logp), item_logp, torch.zeros_like(item_logp))
         pull = -(target * logp).sum(dim=-1).mean()
         return bce, pull
+
+    def _logged_item_critic_loss(self, logged: Batch) -> torch.Tensor:
+        """The item critic's BCE on logged slates and responses (``logged_coef``): the same
+        click model as on replay, read at the logged users' states."""
+        assert self.item_critic is not None
+        obs = {"history": logged.history, "user_profile": logged.user_profile}
+        state = self._state(obs, self.encoder)
+        tokens = self.catalogue.sid.item_sid[logged.slate]  # (B, K, L)
+        shown = self.item_critic(self.policy.path_contexts(state, tokens)) + self.item_slot_bias
+        return F.binary_cross_entropy_with_logits(shown, logged.response.float())
 
     @staticmethod
     def _at_shown_items(item_logp: torch.Tensor, slate: torch.Tensor) -> torch.Tensor:
