@@ -18,7 +18,9 @@ from hsrl.stats import summarize
 def main(paths: list[str]) -> None:
     groups: dict[tuple[str, str, bool], dict[int, dict]] = defaultdict(dict)
     for path in paths:
-        for line in open(path, encoding="utf-8"):
+        with open(path, encoding="utf-8") as handle:
+            lines = handle.read().splitlines()
+        for line in lines:
             if line.strip():
                 row = json.loads(line)
                 truth = bool(row["overrides"].get("env", {}).get("ground_truth", False))
