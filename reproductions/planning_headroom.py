@@ -29,7 +29,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "simulator_probes"))
 
-from observable_ceiling import Features, fit_estimator  # noqa: E402
+from observable_ceiling import Features, fit_estimator, truth_env  # noqa: E402
 
 from hsrl.agents.base import Action  # noqa: E402
 from hsrl.agents.reference import (  # noqa: E402
@@ -42,7 +42,6 @@ from hsrl.agents.reference import (  # noqa: E402
 from hsrl.data.builtin import GroundTruthUserModel  # noqa: E402
 from hsrl.data.prepared import load_prepared  # noqa: E402
 from hsrl.evaluate import EvalSettings, run_episodes, summarize_episodes  # noqa: E402
-from hsrl.train import EnvSettings, build_env  # noqa: E402
 
 
 class BoredomAwareOracle:
@@ -121,15 +120,7 @@ def main() -> None:
     for version in args.versions.split(","):
         for lam in map(float, args.lambdas.split(",")):
             start = time.perf_counter()
-            env = build_env(
-                data,
-                None,
-                EnvSettings(),
-                torch.device("cpu"),
-                split="test",
-                num_users=settings.cohort_size,
-                ground_truth=True,
-            )
+            env = truth_env(data, settings)
             policy = BoredomAwareOracle(
                 env, truth, lam, latent_fn if version == "observable" else None
             )

@@ -129,6 +129,19 @@ class PlugInRanker:
         return bias[torch.arange(slate_size).clamp(max=bias.shape[0] - 1)]
 
 
+def truth_env(data: str, settings: EvalSettings):
+    """The true users of the test split, in cohorts of the evaluation's size, on the CPU."""
+    return build_env(
+        data,
+        None,
+        EnvSettings(),
+        torch.device("cpu"),
+        split="test",
+        num_users=min(settings.cohort_size, settings.episodes),
+        ground_truth=True,
+    )
+
+
 def r2(pred: torch.Tensor, z: torch.Tensor) -> float:
     return float(1 - ((pred - z) ** 2).sum() / ((z - z.mean(0)) ** 2).sum())
 
@@ -159,15 +172,7 @@ def main() -> None:
     settings = EvalSettings(episodes=args.episodes, seed=args.seed)
 
     def evaluate(policy: str, ranker) -> float:
-        env = build_env(
-            data,
-            None,
-            EnvSettings(),
-            torch.device("cpu"),
-            split="test",
-            num_users=min(settings.cohort_size, settings.episodes),
-            ground_truth=True,
-        )
+        env = truth_env(data, settings)
         catalogue = Catalogue(env.item_features, layout=env.layout)
         actor = reference_policy(policy, env, catalogue, ranker, 0.0)
         return summarize_episodes(run_episodes(env, actor, settings))["total_reward"]["mean"]
