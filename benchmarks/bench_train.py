@@ -88,7 +88,7 @@ def measure(
     with tempfile.TemporaryDirectory() as tmp:
         trainer = Trainer(parts, Path(tmp))
         # Past warm-up, so every timed iteration updates (offline agents never fill the buffer).
-        while trainer.logged is None and len(trainer.buffer) < batch * 2:
+        while not trainer.offline and len(trainer.buffer) < batch * 2:
             trainer.step()
         for _ in range(10):
             trainer.step()

@@ -486,3 +486,23 @@ def test_critic_assembly_shows_the_candidate_of_highest_expected_reward():
     assert (explored > 0).all() and all(len(set(row.tolist())) == 3 for row in explored)
     with pytest.raises(ValueError, match="slate_assembly"):
         HSRLConfig(slate_assembly="critic")
+
+
+def test_logged_item_critic_loss_skips_items_retired_since_the_logs():
+    torch.manual_seed(17)
+    config = dropout_free_config(residual="sampled", item_critic_coef=1.0, logged_coef=1.0)
+    agent = make_agent(config)
+    logged = tiny_batch(agent)
+    logged.slate = torch.tensor([[1, 2]] * 4)
+    logged.response = torch.tensor([[1.0, 0.0]] * 4)
+    replay = tiny_batch(agent)  # replay holds the tokens stored when it was shown
+    agent.train()
+    before = agent._logged_item_critic_loss(logged)
+    # Retire item 2: its logged exposures no longer count, and nothing indexes a freed SID.
+    agent.catalogue.sid.item_sid[2] = -1  # what SidTable.retire_items leaves
+    agent.catalogue.sid.live[2] = False
+    after = agent._logged_item_critic_loss(logged)
+    assert torch.isfinite(after)
+    assert not torch.allclose(before, after)
+    metrics = agent.update(replay, logged=logged)
+    assert torch.isfinite(metrics["loss/item_critic_logged"])

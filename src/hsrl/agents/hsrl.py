@@ -505,9 +505,12 @@ class HSRLAgent(Agent):
         assert self.item_critic is not None
         obs = {"history": logged.history, "user_profile": logged.user_profile}
         state = self._state(obs, self.encoder)
-        tokens = self.catalogue.sid.item_sid[logged.slate]  # (B, K, L)
-        shown = self.item_critic(self.policy.path_contexts(state, tokens)) + self.item_slot_bias
-        return F.binary_cross_entropy_with_logits(shown, logged.response.float())
+        tokens = self.catalogue.sid.item_sid[logged.slate]  # (B, K, L); -1 for retired items
+        known = (tokens >= 0).all(dim=-1).float()  # items retired since the logs have no SID
+        contexts = self.policy.path_contexts(state, tokens.clamp(min=0))
+        shown = self.item_critic(contexts) + self.item_slot_bias
+        bce = F.binary_cross_entropy_with_logits(shown, logged.response.float(), reduction="none")
+        return (bce * known).sum() / known.sum().clamp(min=1.0)
 
     @staticmethod
     def _at_shown_items(item_logp: torch.Tensor, slate: torch.Tensor) -> torch.Tensor:
